@@ -1,0 +1,1 @@
+"""Deployable Prefect flows (catalog runs, backfills, credit audits)."""
