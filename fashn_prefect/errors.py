@@ -61,9 +61,7 @@ class APIError(FashnError):
     @property
     def retryable(self) -> bool:
         """True when the same request may succeed later (429 other than OutOfCredits, 5xx)."""
-        return self.status_code >= 500 or (
-            self.status_code == 429 and self.name != "OutOfCredits"
-        )
+        return self.status_code >= 500 or (self.status_code == 429 and self.name != "OutOfCredits")
 
 
 class BadRequest(APIError):
