@@ -1,0 +1,109 @@
+"""``fashn-prefect emulator``: run the FASHN API emulator in the foreground.
+
+``emulator_command`` is a plain typer command function; the main CLI mounts it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .config import DEFAULT_API_KEY, EmulatorConfig, FaultConfig
+
+
+def _runtime_failures(values: list[str]) -> dict[str, float]:
+    result: dict[str, float] = {}
+    for value in values:
+        name, sep, probability = value.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            result[name] = float(probability)
+        except ValueError:
+            raise typer.BadParameter(
+                f"expected NAME=PROBABILITY, got {value!r}", param_hint="--runtime-failure"
+            ) from None
+    return result
+
+
+def emulator_command(
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (loopback unless --allow-remote).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option("--api-key", help="Accepted API key (repeatable). Default: the emulator key."),
+    ] = None,
+    time_scale: Annotated[
+        float, typer.Option(help="Real seconds per emulated second (0.01 = 100x faster).")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed for latencies and fault decisions.")] = 0,
+    credits: Annotated[int, typer.Option(help="Starting on-demand credit balance.")] = 1_000_000,
+    subscription_credits: Annotated[int, typer.Option(help="Starting subscription credits.")] = 0,
+    max_in_flight: Annotated[int, typer.Option(help="Concurrent predictions per key.")] = 6,
+    validation: Annotated[
+        str, typer.Option(help="'sync' (400 at /v1/run) or 'runtime' (failed prediction).")
+    ] = "sync",
+    run_5xx: Annotated[float, typer.Option(help="Probability /v1/run answers 500.")] = 0.0,
+    status_5xx: Annotated[float, typer.Option(help="Probability /v1/status answers 500.")] = 0.0,
+    drop_connection: Annotated[
+        float, typer.Option(help="Probability a run/status connection is dropped.")
+    ] = 0.0,
+    slow_response: Annotated[float, typer.Option(help="Probability a response is delayed.")] = 0.0,
+    slow_seconds: Annotated[float, typer.Option(help="Delay of slow responses (real s).")] = 5.0,
+    runtime_failure: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=PROBABILITY runtime failure, e.g. PipelineError=0.03 (repeatable)."
+        ),
+    ] = None,
+    failure_marker: Annotated[
+        str, typer.Option(help="Marker that forces a runtime error.")
+    ] = "emulator-fail:",
+    rate_limit_burst: Annotated[int, typer.Option(help="Next N requests get 429.")] = 0,
+    cdn_gone: Annotated[float, typer.Option(help="Probability an output URL is gone.")] = 0.0,
+    allow_remote: Annotated[
+        bool, typer.Option(help="Allow binding a non-loopback interface.")
+    ] = False,
+) -> None:
+    """Run the FASHN API emulator (a local stand-in for https://api.fashn.ai)."""
+    from .inputs import is_loopback_host
+    from .server import serve
+
+    if not allow_remote and not is_loopback_host(host):
+        raise typer.BadParameter(
+            "refusing to bind a non-loopback host without --allow-remote", param_hint="--host"
+        )
+    if validation not in ("sync", "runtime"):
+        raise typer.BadParameter("must be 'sync' or 'runtime'", param_hint="--validation")
+    faults = FaultConfig(
+        run_5xx=run_5xx,
+        status_5xx=status_5xx,
+        drop_connection=drop_connection,
+        slow_response=slow_response,
+        slow_seconds=slow_seconds,
+        runtime_failures=_runtime_failures(runtime_failure or []),
+        failure_marker=failure_marker,
+        rate_limit_burst=rate_limit_burst,
+        cdn_gone=cdn_gone,
+    )
+    keys = tuple(api_key) if api_key else (DEFAULT_API_KEY,)
+    config = EmulatorConfig(
+        api_keys=keys,
+        subscription_credits=subscription_credits,
+        on_demand_credits=credits,
+        time_scale=time_scale,
+        seed=seed,
+        max_in_flight=max_in_flight,
+        validation="runtime" if validation == "runtime" else "sync",
+        faults=faults,
+    )
+    shown = "[::1]" if host == "::1" else host
+    typer.echo(f"FASHN emulator on http://{shown}:{port} (time scale {time_scale})")
+    if not api_key:
+        typer.echo(f"API key: {DEFAULT_API_KEY}")
+    else:
+        typer.echo(f"{len(keys)} API key(s) configured")
+    serve(config, host=host, port=port)

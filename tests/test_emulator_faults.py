@@ -1,0 +1,215 @@
+"""Every fault knob of the emulator, observed over real loopback HTTP."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from fashn_prefect.emulator import EmulatorServer, FaultConfig
+
+
+def data_uri(color: tuple[int, int, int] = (90, 20, 160)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 60), color).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+IMG = data_uri()
+REMOVE = {"model_name": "background-remove", "inputs": {"image": IMG}}
+
+
+def api(server: EmulatorServer) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.url,
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        trust_env=False,
+        timeout=10,
+    )
+
+
+def wait_terminal(client: httpx.Client, pid: str) -> httpx.Response:
+    deadline = time.monotonic() + 10
+    while True:
+        response = client.get(f"/v1/status/{pid}")
+        if response.status_code == 200 and response.json()["status"] in ("completed", "failed"):
+            return response
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def server(fashn_emulator_factory: Callable[..., EmulatorServer]) -> EmulatorServer:
+    return fashn_emulator_factory(time_scale=0.01)
+
+
+def test_run_5xx_creates_nothing(server: EmulatorServer) -> None:
+    server.set_faults(run_5xx=1.0)
+    with api(server) as client:
+        response = client.post("/v1/run", json=REMOVE)
+        assert response.status_code == 500
+        assert response.json() == {"error": "InternalServerError", "message": "Server error"}
+        assert server.stats()["predictions"] == []
+        server.set_faults(run_5xx=0.0)
+        assert client.post("/v1/run", json=REMOVE).status_code == 200
+    stats = server.stats()
+    assert stats["faults_injected"]["run_5xx"] == 1
+    assert len(stats["predictions"]) == 1
+
+
+def test_status_5xx_via_http_control(server: EmulatorServer) -> None:
+    with api(server) as client:
+        pid = client.post("/v1/run", json=REMOVE).json()["id"]
+        put = client.put("/_emulator/faults", json={"status_5xx": 1.0})
+        assert put.status_code == 200 and put.json()["status_5xx"] == 1.0
+        assert client.get("/_emulator/faults").json()["run_5xx"] == 0.0  # PUT merges
+        response = client.get(f"/v1/status/{pid}")
+        assert response.status_code == 500
+        assert response.json()["error"] == "InternalServerError"
+        client.put("/_emulator/faults", json={"status_5xx": 0})
+        assert client.get(f"/v1/status/{pid}").status_code == 200
+        bad = client.put("/_emulator/faults", json={"no_such_fault": 1})
+        assert bad.status_code == 400
+    assert server.stats()["faults_injected"]["status_5xx"] == 1
+
+
+def test_drop_connection_on_run_creates_prediction_first(server: EmulatorServer) -> None:
+    server.set_faults(drop_connection=1.0)
+    with api(server) as client, pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        client.post("/v1/run", json=REMOVE)
+    stats = server.stats()
+    assert stats["faults_injected"]["drop_connection"] == 1
+    assert len(stats["predictions"]) == 1  # the client cannot know, but it exists
+    server.set_faults(drop_connection=0.0)
+    with api(server) as client:
+        assert client.post("/v1/run", json=REMOVE).status_code == 200
+
+
+def test_drop_connection_on_status(server: EmulatorServer) -> None:
+    with api(server) as client:
+        pid = client.post("/v1/run", json=REMOVE).json()["id"]
+        server.set_faults(drop_connection=1.0)
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            client.get(f"/v1/status/{pid}")
+        server.set_faults(drop_connection=0.0)
+        assert client.get(f"/v1/status/{pid}").status_code == 200  # server still healthy
+    assert server.stats()["faults_injected"]["drop_connection"] == 1
+
+
+def test_slow_response_delays_after_creating(
+    fashn_emulator_factory: Callable[..., EmulatorServer],
+) -> None:
+    server = fashn_emulator_factory(
+        time_scale=0.01, faults=FaultConfig(slow_response=1.0, slow_seconds=0.4)
+    )
+    result: dict[str, Any] = {}
+
+    def submit() -> None:
+        started = time.monotonic()
+        with api(server) as client:
+            result["response"] = client.post("/v1/run", json=REMOVE)
+        result["elapsed"] = time.monotonic() - started
+
+    worker = threading.Thread(target=submit)
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not server.stats()["predictions"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert worker.is_alive(), "prediction should exist while the response is still delayed"
+    worker.join()
+    assert result["response"].status_code == 200
+    assert result["elapsed"] >= 0.4
+    assert server.stats()["faults_injected"]["slow_response"] == 1
+
+
+def test_runtime_failures(server: EmulatorServer) -> None:
+    server.set_faults(runtime_failures={"PipelineError": 1.0})
+    with api(server) as client:
+        pid = client.post("/v1/run", json=REMOVE).json()["id"]
+        final = wait_terminal(client, pid)
+    body = final.json()
+    assert body["status"] == "failed" and body["output"] is None
+    assert body["error"]["name"] == "PipelineError" and body["error"]["message"]
+    assert final.headers["x-fashn-credits-used"] == "0"
+    stats = server.stats()
+    assert stats["faults_injected"]["runtime"] == {"PipelineError": 1}
+    assert stats["credits_charged"] == 0
+    assert stats["predictions"][0]["error"]["name"] == "PipelineError"
+
+
+def test_runtime_failures_are_seeded(fashn_emulator_factory: Callable[..., EmulatorServer]) -> None:
+    patterns = []
+    for _ in range(2):
+        server = fashn_emulator_factory(
+            time_scale=0.01,
+            seed=7,
+            max_in_flight=100,
+            faults=FaultConfig(runtime_failures={"PipelineError": 0.5}),
+        )
+        with api(server) as client:
+            ids = [client.post("/v1/run", json=REMOVE).json()["id"] for _ in range(8)]
+            patterns.append([wait_terminal(client, pid).json()["status"] for pid in ids])
+    assert patterns[0] == patterns[1]
+    assert set(patterns[0]) == {"completed", "failed"}
+
+
+def test_failure_marker(fashn_emulator_factory: Callable[..., EmulatorServer]) -> None:
+    server = fashn_emulator_factory(time_scale=0.01, faults=FaultConfig(failure_marker="boom:"))
+    with api(server) as client:
+        pid = client.post(
+            "/v1/run",
+            json={
+                "model_name": "tryon-v1.6",
+                "inputs": {
+                    "model_image": IMG,
+                    "garment_image": "http://127.0.0.1:1/x.png?boom:PoseError",
+                },
+            },
+        ).json()["id"]
+        ignored = client.post(
+            "/v1/run",
+            json={
+                "model_name": "edit",
+                "inputs": {"image": IMG, "prompt": "emulator-fail:PoseError"},
+            },
+        ).json()["id"]
+        failed = wait_terminal(client, pid).json()
+        ok = wait_terminal(client, ignored).json()
+    assert failed["error"]["name"] == "PoseError"
+    assert ok["status"] == "completed"  # the default marker was replaced
+    assert server.stats()["faults_injected"]["runtime"] == {"PoseError": 1}
+
+
+def test_rate_limit_burst(server: EmulatorServer) -> None:
+    server.set_faults(rate_limit_burst=2)
+    with api(server) as client:
+        first = client.get("/v1/credits")
+        second = client.post("/v1/run", json=REMOVE)
+        third = client.get("/v1/credits")
+    assert first.status_code == second.status_code == 429
+    assert first.json()["error"] == "RateLimitExceeded"
+    assert float(first.headers["Retry-After"]) > 0
+    assert third.status_code == 200
+    stats = server.stats()
+    assert stats["faults_injected"]["rate_limit_burst"] == 2
+    assert stats["rejected"]["RateLimitExceeded"] == 2
+    assert stats["predictions"] == []
+
+
+def test_cdn_gone(server: EmulatorServer) -> None:
+    with api(server) as client:
+        pid = client.post("/v1/run", json=REMOVE).json()["id"]
+        url = wait_terminal(client, pid).json()["output"][0]
+        server.set_faults(cdn_gone=1.0)
+        assert client.get(url).status_code == 404
+        server.set_faults(cdn_gone=0.0)
+        assert client.get(url).status_code == 404  # sticky per output
+    assert server.stats()["faults_injected"]["cdn_gone"] == 1
