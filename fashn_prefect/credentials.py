@@ -1,0 +1,84 @@
+"""The ``FashnCredentials`` Prefect block: where the API key and base URL live."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from prefect.blocks.abstract import CredentialsBlock
+from pydantic import Field, SecretStr
+
+from fashn_prefect.client import FashnClient
+
+DEFAULT_BASE_URL = "https://api.fashn.ai"
+
+
+class FashnCredentials(CredentialsBlock):
+    """FASHN API credentials: an API key (kept secret) and the API's base URL.
+
+    Example:
+        ```python
+        from fashn_prefect.credentials import FashnCredentials
+
+        FashnCredentials(api_key="fa-...").save("prod")
+        creds = FashnCredentials.load("prod")
+        ```
+    """
+
+    _block_type_name = "FASHN Credentials"
+    _block_type_slug = "fashn-credentials"
+    _documentation_url = "https://github.com/fashn-prefect/fashn-prefect#using-the-real-api"  # type: ignore[assignment]
+    _description = "API key and base URL for the FASHN image-generation API."
+
+    api_key: SecretStr = Field(
+        default=...,
+        description="FASHN API key (Bearer token); never logged or shown.",
+    )
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        description="API base URL; point it at the emulator for offline runs.",
+    )
+    allow_insecure_base_url: bool = Field(
+        default=False,
+        description="Allow a plain-http base URL to a host other than loopback.",
+    )
+
+    @classmethod
+    def from_env(cls) -> FashnCredentials:
+        """Build credentials from ``FASHN_API_KEY`` and ``FASHN_BASE_URL``."""
+        key = os.environ.get("FASHN_API_KEY")
+        if not key:
+            from fashn_prefect.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "No FASHN API key: set FASHN_API_KEY or pass a FashnCredentials block."
+            )
+        return cls(
+            api_key=SecretStr(key),
+            base_url=os.environ.get("FASHN_BASE_URL") or DEFAULT_BASE_URL,
+        )
+
+    def get_client(self, *args: Any, **kwargs: Any) -> FashnClient:
+        """Return a new async :class:`FashnClient` configured with these credentials."""
+        kwargs.setdefault("allow_insecure_base_url", self.allow_insecure_base_url)
+        return FashnClient(
+            api_key=self.api_key.get_secret_value(), base_url=self.base_url, **kwargs
+        )
+
+    @property
+    def account_id(self) -> str:
+        """A stable, non-secret name for the account: ``acct-`` plus a hash of the key."""
+        digest = hashlib.sha256(self.api_key.get_secret_value().encode()).hexdigest()
+        return f"acct-{digest[:10]}"
+
+
+def resolve_credentials(credentials: FashnCredentials | str | None) -> FashnCredentials:
+    """Return the given block, load it by name, or fall back to the environment."""
+    if isinstance(credentials, FashnCredentials):
+        return credentials
+    if isinstance(credentials, str) and credentials:
+        loaded = FashnCredentials.load(credentials)
+        assert isinstance(loaded, FashnCredentials)
+        return loaded
+    return FashnCredentials.from_env()

@@ -1,0 +1,279 @@
+"""The FASHN API's limits, held in this process and on the Prefect server.
+
+In-process limiters keep one flow run exactly within the limits with no idle time.
+Server-side limits (a tag concurrency limit for predictions in flight, and two
+token-bucket global concurrency limits for the request rates) make every flow run and
+every worker that shares an account stay within them together.
+
+Token buckets allow a burst of ``limit`` and then ``decay`` per second, so for an API
+limit of N requests per W seconds we use ``burst + decay * W == N - 1``: no window can ever
+see more than N requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
+from dataclasses import dataclass, replace
+
+log = logging.getLogger("fashn_prefect.limits")
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s?\s*$")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``requests`` calls in any window of ``seconds``."""
+
+    requests: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """Parse ``"50/60"`` (50 requests per 60 seconds)."""
+        match = _RATE.match(text)
+        if not match or int(match.group(1)) < 1 or float(match.group(2)) <= 0:
+            raise ValueError(f"rate limit must look like 50/60 (requests/seconds), got {text!r}")
+        return cls(int(match.group(1)), float(match.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.seconds:g}"
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """The account's limits (FASHN defaults; raise them if FASHN raised yours)."""
+
+    max_in_flight: int = 6
+    run: RateLimit = RateLimit(50, 60.0)
+    status: RateLimit = RateLimit(50, 10.0)
+
+    def scaled(self, time_scale: float) -> ApiLimits:
+        """Windows multiplied by ``time_scale`` (for a time-compressed emulator)."""
+        return replace(
+            self,
+            run=RateLimit(self.run.requests, self.run.seconds * time_scale),
+            status=RateLimit(self.status.requests, self.status.seconds * time_scale),
+        )
+
+
+class SlidingWindow:
+    """Async limiter: at most ``limit.requests`` calls in any ``limit.seconds`` window.
+
+    A call counts from when it starts until ``limit.seconds`` after it *finishes*, so the
+    server, which sees each request somewhere in between, can never count one too many.
+    """
+
+    def __init__(self, limit: RateLimit) -> None:
+        self.limit = limit
+        self._finished: deque[float] = deque()
+        self._active = 0
+        self._cond = asyncio.Condition()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one call's place in the window."""
+        async with self._cond:
+            while True:
+                now = time.monotonic()
+                while self._finished and now - self._finished[0] >= self.limit.seconds:
+                    self._finished.popleft()
+                if len(self._finished) + self._active < self.limit.requests:
+                    break
+                if self._finished:
+                    wait = self.limit.seconds - (now - self._finished[0])
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(self._cond.wait(), timeout=max(wait, 0.001))
+                else:
+                    await self._cond.wait()
+            self._active += 1
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._active -= 1
+                self._finished.append(time.monotonic())
+                self._cond.notify_all()
+
+
+def token_bucket(limit: RateLimit) -> tuple[int, float]:
+    """``(burst, decay_per_second)`` for a Prefect rate limit that never exceeds ``limit``."""
+    burst = max(1, limit.requests // 10)
+    # One request of headroom absorbs the gap between taking a token and the API seeing it.
+    return burst, max(limit.requests - burst - 1, 1) / limit.seconds
+
+
+@dataclass(frozen=True)
+class SharedLimitNames:
+    """Names of the Prefect server-side limits for one account."""
+
+    account: str
+
+    @property
+    def tag(self) -> str:
+        """Tag carried by prediction tasks; its concurrency limit is the in-flight limit."""
+        return f"fashn-{self.account}"
+
+    @property
+    def run(self) -> str:
+        """Global concurrency limit (token bucket) for ``POST /v1/run``."""
+        return f"fashn-{self.account}-run"
+
+    @property
+    def status(self) -> str:
+        """Global concurrency limit (token bucket) for ``GET /v1/status``."""
+        return f"fashn-{self.account}-status"
+
+
+class SharedLimits:
+    """Server-side limits shared by every flow run and worker using one account."""
+
+    def __init__(self, account: str, limits: ApiLimits, enabled: bool = True) -> None:
+        self.names = SharedLimitNames(account)
+        self.limits = limits
+        self.enabled = enabled
+
+    async def ensure(self) -> int:
+        """Create the limits if absent; return the in-flight limit the server enforces."""
+        if not self.enabled:
+            return self.limits.max_in_flight
+        from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound
+
+        async with get_client() as client:
+            try:
+                existing = await client.read_concurrency_limit_by_tag(self.names.tag)
+                in_flight = int(existing.concurrency_limit)
+                if in_flight != self.limits.max_in_flight:
+                    log.warning(
+                        "Tag limit %s is %d on the server (configured %d); using the server's.",
+                        self.names.tag,
+                        in_flight,
+                        self.limits.max_in_flight,
+                    )
+            except ObjectNotFound:
+                await client.create_concurrency_limit(self.names.tag, self.limits.max_in_flight)
+                in_flight = self.limits.max_in_flight
+            for name, rate in (
+                (self.names.run, self.limits.run),
+                (self.names.status, self.limits.status),
+            ):
+                burst, decay = token_bucket(rate)
+                await client.upsert_global_concurrency_limit_by_name(
+                    name, burst, slot_decay_per_second=decay
+                )
+        return max(1, in_flight)
+
+    def in_flight_slot(self) -> AbstractAsyncContextManager[object]:
+        """Hold one slot of the account's tag concurrency limit (the in-flight limit)."""
+        if not self.enabled:
+            return nullcontext()
+        from prefect.concurrency.asyncio import concurrency
+
+        return concurrency(f"tag:{self.names.tag}", occupy=1, strict=True, lease_duration=60)
+
+    async def before_run(self) -> None:
+        """Take one token of the shared submission rate."""
+        if self.enabled:
+            from prefect.concurrency.asyncio import rate_limit
+
+            await rate_limit(self.names.run, strict=True)
+
+    async def before_status(self) -> None:
+        """Take one token of the shared status-call rate."""
+        if self.enabled:
+            from prefect.concurrency.asyncio import rate_limit
+
+            await rate_limit(self.names.status, strict=True)
+
+
+class Limiter:
+    """Everything a flow run needs to stay within the API limits."""
+
+    def __init__(self, limits: ApiLimits, shared: SharedLimits) -> None:
+        self.limits = limits
+        self.shared = shared
+        self.run_window = SlidingWindow(limits.run)
+        self.status_window = SlidingWindow(limits.status)
+
+    @asynccontextmanager
+    async def run_call(self) -> AsyncIterator[None]:
+        """Hold a place for one ``POST /v1/run``."""
+        async with self.run_window.slot():
+            await self.shared.before_run()
+            yield
+
+    @asynccontextmanager
+    async def status_call(self) -> AsyncIterator[None]:
+        """Hold a place for one ``GET /v1/status``."""
+        async with self.status_window.slot():
+            await self.shared.before_status()
+            yield
+
+
+Lane = Callable[[], AbstractAsyncContextManager[None]]
+
+
+class Lanes:
+    """``count`` in-flight lanes, each backed by one server-side in-flight slot.
+
+    A lane's slot is taken once, when the run starts, and given back when no row is left
+    waiting for a lane, so slots never sit idle between jobs (taking a server slot per
+    job leaves slots empty for seconds, see prefect issue #23183) and other flow runs get
+    them as soon as this one winds down.
+    """
+
+    def __init__(self, count: int, shared: SharedLimits) -> None:
+        self.count = max(1, count)
+        self.shared = shared
+        self._free: asyncio.Queue[int] = asyncio.Queue()
+        self._release = [asyncio.Event() for _ in range(self.count)]
+        self._holders: list[asyncio.Task[None]] = []
+        self._waiting = 0
+        self._failed = 0
+        self._error = ""
+
+    async def __aenter__(self) -> Lanes:
+        self._holders = [asyncio.create_task(self._hold(i)) for i in range(self.count)]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for event in self._release:
+            event.set()
+        await asyncio.gather(*self._holders, return_exceptions=True)
+
+    async def _hold(self, index: int) -> None:
+        try:
+            async with self.shared.in_flight_slot():
+                self._free.put_nowait(index)
+                await self._release[index].wait()
+        except Exception as exc:
+            log.error("Could not take an in-flight slot: %s: %s", type(exc).__name__, exc)
+            self._error = f"{type(exc).__name__}: {exc}"
+            self._failed += 1
+            if self._failed == self.count:
+                for _ in range(self._waiting + 1):
+                    self._free.put_nowait(-1)
+
+    @asynccontextmanager
+    async def lane(self) -> AsyncIterator[None]:
+        """Hold a lane (one prediction in flight) for the duration of the block."""
+        self._waiting += 1
+        try:
+            index = await self._free.get()
+        finally:
+            self._waiting -= 1
+        if index < 0:
+            self._free.put_nowait(-1)
+            raise RuntimeError(f"no in-flight slot could be taken: {self._error}")
+        try:
+            yield
+        finally:
+            if self._waiting == 0:
+                self._release[index].set()
+            else:
+                self._free.put_nowait(index)

@@ -1,0 +1,393 @@
+"""The manifest flow: manifest → validate → plan → submit/poll → collect → write.
+
+Rows run as Prefect tasks on the flow's event loop. A prediction runs only while its
+row holds a *lane*; there is one lane per prediction the account may have in flight,
+and each lane holds one slot of the account's server-side concurrency limit for as long
+as the run has work, so every flow run and worker sharing the account stays within the
+API's in-flight limit together, with no idle gap between jobs. Submissions and status
+calls also pass the in-process and server-side rate limiters (see
+:mod:`fashn_prefect.limits`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.runtime import flow_run
+from prefect.tasks import Task
+
+from fashn_prefect.client import PredictionStatus
+from fashn_prefect.collect import collect_outputs
+from fashn_prefect.credentials import FashnCredentials, resolve_credentials
+from fashn_prefect.errors import (
+    AmbiguousSubmission,
+    APIError,
+    NotFound,
+    OutputUnavailable,
+    PredictionFailed,
+)
+from fashn_prefect.ledger import RowRecord, utc_now
+from fashn_prefect.limits import ApiLimits, Lane, Lanes, Limiter, RateLimit, SharedLimits
+from fashn_prefect.manifest import read_manifest
+from fashn_prefect.plan import Job, Plan, make_plan
+from fashn_prefect.poll import wait_for
+from fashn_prefect.report import RunReport, publish_summary, write_run_report
+from fashn_prefect.runtime import RunConfig, Runtime, lookup, register, unregister
+from fashn_prefect.submit import submit
+from fashn_prefect.validate import ValidationReport, validate_manifest
+from fashn_prefect.write import result_row, results_table, run_name, summarise, write_results
+
+ProgressCallback = Callable[[int, int], None]
+_progress_listener: ProgressCallback | None = None
+
+
+class ManifestInvalid(ValueError):
+    """The manifest has invalid rows; nothing was submitted."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        self.report = report
+        super().__init__(report.format())
+
+
+class BudgetExceeded(ValueError):
+    """The run's estimated credits exceed the budget or the account balance."""
+
+
+def set_progress_listener(listener: ProgressCallback | None) -> None:
+    """Receive ``(done, total)`` after every finished row (used by the CLI progress bar)."""
+    global _progress_listener
+    _progress_listener = listener
+
+
+def _is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry only failures a new attempt can fix and that cannot charge a row twice."""
+    try:
+        state.result()
+    except PredictionFailed as exc:
+        return exc.retryable
+    except AmbiguousSubmission:
+        return False
+    except APIError as exc:
+        return exc.retryable
+    except OutputUnavailable:
+        return False
+    except (OSError, TimeoutError, ConnectionError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="fashn-predict", cache_policy=NO_CACHE, persist_result=False)
+async def predict(runtime_id: str, index: int) -> PredictionStatus:
+    """Submit (or resume) one row's prediction and wait until it is terminal."""
+    rt = lookup(runtime_id)
+    job = rt.jobs[index]
+    record = job.record
+    assert record is not None
+    last = record.last
+    if last is not None and last.prediction_id and last.status in ("submitted", "completed"):
+        prediction_id = last.prediction_id
+    else:
+        prediction_id = await submit(rt, job.spec, record)
+    attempt = record.last
+    assert attempt is not None
+    try:
+        status = await wait_for(rt, job.spec, prediction_id, time.monotonic())
+    except NotFound as exc:
+        attempt.status = record.status = "ambiguous"
+        attempt.error_name, attempt.error_message = "NotFound", exc.message
+        await rt.save(record)
+        raise AmbiguousSubmission(
+            f"prediction {prediction_id} is no longer known to the API; its outcome cannot "
+            "be recovered and it is not resubmitted automatically"
+        ) from None
+    attempt.status = "completed" if status.is_completed else "failed"
+    attempt.completed_at = utc_now()
+    attempt.credits_used = status.credits_used or 0
+    if not status.is_completed:
+        error = status.error
+        name = error.name if error else status.status
+        message = error.message if error else f"prediction ended as {status.status}"
+        attempt.error_name, attempt.error_message = name, message
+        record.status = "failed"
+        await rt.save(record)
+        raise PredictionFailed(name, message, prediction_id=prediction_id)
+    await rt.save(record)
+    return status
+
+
+@task(name="fashn-collect", cache_policy=NO_CACHE, persist_result=False)
+async def collect(runtime_id: str, index: int, status: PredictionStatus) -> list[str]:
+    """Download a completed prediction's outputs into storage."""
+    rt = lookup(runtime_id)
+    job = rt.jobs[index]
+    uris = await collect_outputs(rt, job.spec, status)
+    assert job.record is not None
+    job.record.outputs = uris
+    job.record.status = "completed"
+    await rt.save(job.record)
+    return uris
+
+
+def _row_from_record(job: Job, status: str, **extra: Any) -> dict[str, Any]:
+    record = job.record
+    attempts = record.attempts if record else []
+    charged = [a for a in attempts if a.prediction_id and (a.credits_used or 0) > 0]
+    first = attempts[0] if attempts else None
+    last = attempts[-1] if attempts else None
+    values: dict[str, Any] = {
+        "prediction_ids": [a.prediction_id for a in attempts if a.prediction_id],
+        "attempts": len(attempts),
+        "ambiguous": any(a.status == "ambiguous" for a in attempts),
+        "credits_charged": sum(a.credits_used or 0 for a in charged),
+        "output_uris": record.outputs if record else [],
+        "submitted_at": first.submitted_at if first else None,
+        "completed_at": last.completed_at if last else None,
+    }
+    values.update(extra)
+    return result_row(job.spec, status, **values)
+
+
+def _error_of(exc: BaseException) -> tuple[str, str]:
+    name = getattr(exc, "name", None) or type(exc).__name__
+    message = getattr(exc, "message", None) or str(exc)
+    return str(name), str(message)
+
+
+async def run_row(rt: Runtime, index: int, lane: Lane) -> dict[str, Any]:
+    """The composed unit for one manifest row; always returns its result row.
+
+    The prediction runs while the row holds one of the account's in-flight lanes; its
+    outputs are collected after the lane is handed to the next row.
+    """
+    job = rt.jobs[index]
+    if job.action == "skip":
+        prev = job.previous or {}
+        return result_row(
+            job.spec,
+            "skipped",
+            prediction_ids=prev.get("prediction_ids") or [],
+            output_uris=prev.get("output_uris") or [],
+            completed_at=prev.get("completed_at"),
+        )
+    if job.action == "ambiguous":
+        return _row_from_record(
+            job,
+            "failed",
+            error_name="AmbiguousSubmission",
+            ambiguous=True,
+            error_message="an earlier submission's outcome is unknown (it may have been "
+            "charged); re-run with resubmit_ambiguous to submit it again",
+        )
+    if job.action == "recover":
+        return _row_from_record(job, "completed")
+    if job.record is None:
+        job.record = RowRecord(job.spec.row_key, job.spec.inputs_hash, job.spec.model_name)
+    async with lane():
+        predictor = predict.with_options(
+            retries=rt.config.retries,
+            retry_delay_seconds=[rt.config.retry_delay * 2**i for i in range(rt.config.retries)]
+            or 0,
+            retry_condition_fn=_is_transient,
+            tags=rt.task_tags,
+        )
+        state: State[PredictionStatus] = await cast(
+            Awaitable[State[PredictionStatus]], predictor(rt.id, index, return_state=True)
+        )
+    if not state.is_completed():
+        exc = await state.aresult(raise_on_failure=False)
+        name, message = _error_of(exc) if isinstance(exc, BaseException) else ("Failed", str(exc))
+        return _row_from_record(job, "failed", error_name=name, error_message=message)
+    status = await state.aresult()
+    collector = collect.with_options(
+        retries=3,
+        retry_delay_seconds=[d * rt.config.time_scale for d in (1.0, 2.0, 4.0)],
+        retry_condition_fn=_is_transient,
+        tags=rt.task_tags,
+    )
+    collected: State[list[str]] = await cast(
+        Awaitable[State[list[str]]], collector(rt.id, index, status, return_state=True)
+    )
+    if not collected.is_completed():
+        error = await collected.aresult(raise_on_failure=False)
+        name, message = (
+            _error_of(error) if isinstance(error, BaseException) else ("Failed", str(error))
+        )
+        if job.record is not None:
+            job.record.status = "failed"
+            await rt.save(job.record)
+        return _row_from_record(job, "failed", error_name=name, error_message=message)
+    return _row_from_record(job, "completed")
+
+
+def _invalid_rows(report: ValidationReport) -> list[dict[str, Any]]:
+    from fashn_prefect.validate import RowSpec
+
+    rows = []
+    for row, problems in sorted(report.invalid_rows.items()):
+        spec = RowSpec(row, f"invalid-row-{row}", "", {}, {}, "", 0)
+        message = "; ".join(str(p) for p in problems if p.level == "error")
+        rows.append(result_row(spec, "invalid", error_name="InvalidRow", error_message=message))
+    return rows
+
+
+@flow(name="fashn-run-manifest")
+async def run_manifest(
+    manifest: str,
+    output: str,
+    model_name: str | None = None,
+    credentials: FashnCredentials | str | None = None,
+    max_in_flight: int = 6,
+    run_limit: str = "50/60",
+    status_limit: str = "50/10",
+    budget: int | None = None,
+    skip_invalid: bool = False,
+    dry_run: bool = False,
+    write_csv: bool = False,
+    resubmit_ambiguous: bool = False,
+    shared_limits: bool | None = None,
+    check_balance: bool = True,
+    retries: int = 3,
+    retry_delay: float = 10.0,
+    time_scale: float = 1.0,
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run every row of a manifest through the FASHN API and store images and results.
+
+    ``time_scale`` compresses the API's time windows and latencies for an emulator run
+    with the same factor; leave it at 1.0 against the real API. ``shared_limits``
+    (default: on when ``PREFECT_API_URL`` is set) holds the limits on the Prefect server
+    so that every flow run and worker sharing the account stays within them together.
+    """
+    log = get_run_logger()
+    options = storage_options or {}
+    started = datetime.now(UTC)
+    report = validate_manifest(
+        read_manifest(manifest, storage_options=options),
+        model_name=model_name,
+        storage_options=options,
+    )
+    if not report.ok and not skip_invalid:
+        log.error("Manifest has invalid rows; nothing was submitted.\n%s", report.format(50))
+        raise ManifestInvalid(report)
+    plan = make_plan(
+        report.rows, output, resubmit_ambiguous=resubmit_ambiguous, storage_options=options
+    )
+    summary = _plan_summary(report, plan)
+    log.info("Plan: %s", summary)
+    if budget is not None and plan.estimated_credits > budget:
+        raise BudgetExceeded(
+            f"estimated {plan.estimated_credits} credits exceeds the budget of {budget}; "
+            "nothing was submitted"
+        )
+    if dry_run:
+        return {**summary, "dry_run": True}
+
+    creds = resolve_credentials(credentials)
+    limits = ApiLimits(max_in_flight, RateLimit.parse(run_limit), RateLimit.parse(status_limit))
+    limits = limits.scaled(time_scale)
+    shared = SharedLimits(creds.account_id, limits, enabled=_use_shared_limits(shared_limits))
+    in_flight = await shared.ensure()
+    needs_lane = len(plan.by_action("submit", "resume"))
+    async with creds.get_client() as client:
+        balance_before = await client.credits() if check_balance else None
+        if balance_before is not None and plan.estimated_credits > balance_before.total:
+            raise BudgetExceeded(
+                f"estimated {plan.estimated_credits} credits exceeds the account balance of "
+                f"{balance_before.total}; nothing was submitted"
+            )
+        config = RunConfig(output, time_scale, retries, retry_delay * time_scale, options)
+        rt = Runtime(config, client, Limiter(limits, shared), flow_run.id, _progress_listener)
+        rt.jobs = plan.jobs
+        rt.task_tags = ["fashn", shared.names.tag]
+        register(rt)
+        try:
+            lanes = Lanes(min(in_flight, max(needs_lane, 1)), shared)
+            rows = await _run_jobs(rt, plan, lanes)
+        finally:
+            unregister(rt.id)
+        balance_after = await client.credits() if check_balance else None
+    rows += _invalid_rows(report)
+    rows.sort(key=lambda r: r["row"])
+    name = run_name(started, flow_run.id)
+    table = results_table(rows, flow_run.id, started)
+    written = write_results(table, output, name, csv=write_csv, storage_options=options)
+    elapsed = (datetime.now(UTC) - started).total_seconds()
+    totals = summarise(rows)
+    run_report = RunReport(
+        run_name=name,
+        flow_run_id=flow_run.id,
+        started_at=started.isoformat(),
+        finished_at=datetime.now(UTC).isoformat(),
+        elapsed_s=elapsed,
+        totals=totals,
+        submitted=rt.stats.submitted,
+        status_calls=rt.stats.status_calls,
+        results=written.parquet,
+        results_csv=written.csv,
+        images=rt.uri(rt.images_root),
+        balance_before=balance_before.total if balance_before else None,
+        balance_after=balance_after.total if balance_after else None,
+        limits={"max_in_flight": in_flight, "run": run_limit, "status": status_limit},
+    )
+    write_run_report(run_report, output, options)
+    await publish_summary(run_report)
+    return run_report.as_dict()
+
+
+async def _run_jobs(rt: Runtime, plan: Plan, lanes: Lanes) -> list[dict[str, Any]]:
+    total = len(plan.jobs)
+    rt.stats.total = total
+    progress_id = await acreate_progress_artifact(
+        0.0, key="fashn-run-progress", description="Rows finished"
+    )
+    step = max(1, total // 50)
+
+    async def one(index: int) -> dict[str, Any]:
+        row = await run_row(rt, index, lanes.lane)
+        rt.stats.done += 1
+        if rt.on_progress:
+            rt.on_progress(rt.stats.done, total)
+        if rt.stats.done % step == 0 or rt.stats.done == total:
+            await aupdate_progress_artifact(progress_id, 100.0 * rt.stats.done / max(total, 1))
+        return row
+
+    async with lanes:
+        return list(await asyncio.gather(*(one(i) for i in range(total))))
+
+
+def _use_shared_limits(requested: bool | None) -> bool:
+    """Server-side limits need a shared Prefect server; on the ephemeral one they only add risk.
+
+    A process killed while holding a slot on Prefect's temporary server leaves that slot
+    taken in the local database for good (its lease dies with the server), so by default
+    server-side limits are used only when ``PREFECT_API_URL`` names a server.
+    """
+    if requested is not None:
+        return requested
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
+def _plan_summary(report: ValidationReport, plan: Plan) -> dict[str, Any]:
+    return {
+        "rows": report.total_rows,
+        "valid": len(report.rows),
+        "invalid": len(report.invalid_rows),
+        "to_submit": len(plan.by_action("submit")),
+        "to_resume": len(plan.by_action("resume")),
+        "recovered": len(plan.by_action("recover")),
+        "already_completed": len(plan.by_action("skip")),
+        "ambiguous": len(plan.by_action("ambiguous")),
+        "estimated_credits": plan.estimated_credits,
+    }

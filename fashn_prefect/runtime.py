@@ -1,0 +1,97 @@
+"""Per-run shared state: one client, one set of limiters and one ledger for all rows.
+
+Prefect task parameters must stay small and serialisable, so tasks receive a run id and
+look the live objects up here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fashn_prefect.client import FashnClient
+from fashn_prefect.ledger import Ledger, RowRecord
+from fashn_prefect.limits import Limiter
+from fashn_prefect.storage import filesystem, join
+
+if TYPE_CHECKING:
+    from fashn_prefect.plan import Job
+
+IMAGES_DIR = "images"
+
+
+@dataclass
+class RunConfig:
+    """Settings that shape how rows are run."""
+
+    output: str
+    time_scale: float = 1.0
+    retries: int = 3
+    retry_delay: float = 10.0
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunStats:
+    """Counters for the run summary."""
+
+    submitted: int = 0
+    status_calls: int = 0
+    done: int = 0
+    total: int = 0
+
+
+class Runtime:
+    """Live objects shared by every row of one flow run."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        client: FashnClient,
+        limiter: Limiter,
+        flow_run_id: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.limiter = limiter
+        self.flow_run_id = flow_run_id
+        self.on_progress = on_progress
+        self.ledger = Ledger(config.output, config.storage_options)
+        self.fs, root = filesystem(config.output, **config.storage_options)
+        self.images_root = join(root, IMAGES_DIR)
+        self.stats = RunStats()
+        self.jobs: list[Job] = []
+        self.task_tags: list[str] = ["fashn"]
+        self.id = uuid.uuid4().hex
+
+    async def save(self, record: RowRecord) -> None:
+        """Write a ledger record without blocking the event loop."""
+        record.flow_run_id = self.flow_run_id
+        await asyncio.to_thread(self.ledger.save, record)
+
+    def uri(self, path: str) -> str:
+        """A full URL (with protocol) for a path on the output filesystem."""
+        return str(self.fs.unstrip_protocol(path))
+
+
+_RUNTIMES: dict[str, Runtime] = {}
+
+
+def register(runtime: Runtime) -> str:
+    """Make ``runtime`` reachable from tasks by its id."""
+    _RUNTIMES[runtime.id] = runtime
+    return runtime.id
+
+
+def lookup(runtime_id: str) -> Runtime:
+    """The runtime registered under ``runtime_id``."""
+    return _RUNTIMES[runtime_id]
+
+
+def unregister(runtime_id: str) -> None:
+    """Forget a finished run's runtime."""
+    _RUNTIMES.pop(runtime_id, None)

@@ -1,0 +1,60 @@
+"""Submit a row's prediction, writing it down before and after the ``POST /v1/run``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fashn_prefect.errors import AmbiguousSubmission, APIError
+from fashn_prefect.inputs import prepare_inputs
+from fashn_prefect.ledger import Attempt, RowRecord, utc_now
+from fashn_prefect.runtime import Runtime
+from fashn_prefect.validate import RowSpec
+
+
+class InputPreparationError(Exception):
+    """A row's image could not be read or encoded; nothing was submitted."""
+
+    name = "InputPreparationError"
+
+
+async def submit(rt: Runtime, spec: RowSpec, record: RowRecord) -> str:
+    """Create a new prediction for ``spec`` and return its id.
+
+    The ledger records the intent before the request and the id right after it, so a
+    process killed at any point can never lead to a silent second submission.
+    """
+    try:
+        inputs = await asyncio.to_thread(
+            prepare_inputs, spec.model_name, spec.inputs, rt.config.storage_options
+        )
+    except Exception as exc:
+        raise InputPreparationError(f"{type(exc).__name__}: {exc}") from None
+    attempt = Attempt(number=len(record.attempts) + 1, submitted_at=utc_now())
+    record.attempts.append(attempt)
+    record.status = "submitting"
+    await rt.save(record)
+    try:
+        async with rt.limiter.run_call():
+            prediction_id = await rt.client.run(spec.model_name, inputs)
+    except AmbiguousSubmission as exc:
+        attempt.status = record.status = "ambiguous"
+        attempt.error_name, attempt.error_message = "AmbiguousSubmission", exc.message
+        await rt.save(record)
+        raise
+    except APIError as exc:
+        attempt.status, record.status = "rejected", "failed"
+        attempt.error_name, attempt.error_message = exc.name, exc.message
+        await rt.save(record)
+        raise
+    except BaseException:
+        # Transport failure before the request was sent (the client only raises these
+        # when nothing reached the API): no prediction exists.
+        attempt.status, record.status = "rejected", "failed"
+        attempt.error_name = "TransportError"
+        await rt.save(record)
+        raise
+    attempt.prediction_id = prediction_id
+    attempt.status = record.status = "submitted"
+    await rt.save(record)
+    rt.stats.submitted += 1
+    return prediction_id
