@@ -162,6 +162,22 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command(
+    help=(
+        "Run the demo: the emulator, Prefect's ephemeral server and local storage under "
+        "OUTPUT (default ./demo-output). No API key or cloud account needed.\n\n"
+        "Example: fashn-prefect demo --output ./demo-output"
+    )
+)
+def demo(
+    output: Annotated[str, typer.Option(help="Where to write everything.")] = "demo-output",
+) -> None:
+    """Run the demo."""
+    from fashn_prefect.demo import main as demo_main
+
+    demo_main(output)
+
+
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary, default=str, indent=2))
