@@ -97,12 +97,12 @@ def run_demo(output: Path) -> dict[str, Any]:
     import asyncio
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from fashn_prefect import pipeline
     from fashn_prefect.credentials import FashnCredentials
     from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
+    from fashn_prefect.progress import row_progress
 
     console = Console()
     output.mkdir(parents=True, exist_ok=True)
@@ -112,30 +112,16 @@ def run_demo(output: Path) -> dict[str, Any]:
         console.print(f"[bold]FASHN emulator[/] at {emulator.url} (time x{1 / DEMO_TIME_SCALE:g})")
         console.print(f"[bold]catalog[/] {catalog} (38 rows)")
         credentials = FashnCredentials(api_key=emulator.api_key, base_url=emulator.url)
-        progress = Progress(
-            TextColumn("[bold]rows"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        task_id = progress.add_task("rows", total=None)
-        pipeline.set_progress_listener(
-            lambda done, total: progress.update(task_id, completed=done, total=total)
-        )
-        try:
-            with progress:
-                summary = asyncio.run(
-                    pipeline.run_manifest(
-                        manifest=str(catalog),
-                        output=str(output / "catalog"),
-                        credentials=credentials,
-                        time_scale=DEMO_TIME_SCALE,
-                        write_csv=True,
-                    )
+        with row_progress(console):
+            summary = asyncio.run(
+                pipeline.run_manifest(
+                    manifest=str(catalog),
+                    output=str(output / "catalog"),
+                    credentials=credentials,
+                    time_scale=DEMO_TIME_SCALE,
+                    write_csv=True,
                 )
-        finally:
-            pipeline.set_progress_listener(None)
+            )
         stats = emulator.stats()
     totals = summary["totals"]
     table = Table(title="fashn-prefect demo")
