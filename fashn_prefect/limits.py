@@ -115,7 +115,11 @@ class SharedLimitNames:
 
     @property
     def tag(self) -> str:
-        """Tag carried by prediction tasks; its concurrency limit is the in-flight limit."""
+        """Tag whose concurrency limit is the in-flight limit; the lanes hold its slots.
+
+        Prediction tasks must not carry this tag: Prefect would take a second slot of the
+        same limit for the task run, which deadlocks once the lanes hold every slot.
+        """
         return f"fashn-{self.account}"
 
     @property

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import httpx
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
@@ -67,23 +68,18 @@ def set_progress_listener(listener: ProgressCallback | None) -> None:
     _progress_listener = listener
 
 
-def _is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+async def _is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Retry only failures a new attempt can fix and that cannot charge a row twice."""
-    try:
-        state.result()
-    except PredictionFailed as exc:
+    exc = await state.aresult(raise_on_failure=False)
+    if isinstance(exc, PredictionFailed):
         return exc.retryable
-    except AmbiguousSubmission:
+    if isinstance(exc, AmbiguousSubmission | OutputUnavailable):
         return False
-    except APIError as exc:
+    if isinstance(exc, APIError):
         return exc.retryable
-    except OutputUnavailable:
-        return False
-    except (OSError, TimeoutError, ConnectionError):
-        return True
-    except Exception:
-        return False
-    return False
+    # Transport failures: the client raises these only when nothing was submitted, or while
+    # polling; a retry resumes the recorded prediction instead of submitting a new one.
+    return isinstance(exc, httpx.TransportError | OSError)
 
 
 @task(name="fashn-predict", cache_policy=NO_CACHE, persist_result=False)
@@ -147,7 +143,8 @@ def _row_from_record(job: Job, status: str, **extra: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
         "prediction_ids": [a.prediction_id for a in attempts if a.prediction_id],
         "attempts": len(attempts),
-        "ambiguous": any(a.status == "ambiguous" for a in attempts),
+        # An attempt left at "submitting" (a process killed mid-POST) is just as unknown.
+        "ambiguous": any(a.status in ("ambiguous", "submitting") for a in attempts),
         "credits_charged": sum(a.credits_used or 0 for a in charged),
         "output_uris": record.outputs if record else [],
         "submitted_at": first.submitted_at if first else None,
@@ -260,11 +257,13 @@ async def run_manifest(
     retry_delay: float = 10.0,
     time_scale: float = 1.0,
     storage_options: dict[str, Any] | None = None,
+    client_timeout: float | None = None,
 ) -> dict[str, Any]:
     """Run every row of a manifest through the FASHN API and store images and results.
 
     ``time_scale`` compresses the API's time windows and latencies for an emulator run
-    with the same factor; leave it at 1.0 against the real API. ``shared_limits``
+    with the same factor; leave it at 1.0 against the real API. ``client_timeout`` (seconds)
+    bounds each API request (default 60, connect 5). ``shared_limits``
     (default: on when ``PREFECT_API_URL`` is set) holds the limits on the Prefect server
     so that every flow run and worker sharing the account stays within them together.
     """
@@ -298,7 +297,7 @@ async def run_manifest(
     shared = SharedLimits(creds.account_id, limits, enabled=_use_shared_limits(shared_limits))
     in_flight = await shared.ensure()
     needs_lane = len(plan.by_action("submit", "resume"))
-    async with creds.get_client() as client:
+    async with creds.get_client(**_client_options(client_timeout, time_scale)) as client:
         balance_before = await client.credits() if check_balance else None
         if balance_before is not None and plan.estimated_credits > balance_before.total:
             raise BudgetExceeded(
@@ -308,7 +307,9 @@ async def run_manifest(
         config = RunConfig(output, time_scale, retries, retry_delay * time_scale, options)
         rt = Runtime(config, client, Limiter(limits, shared), flow_run.id, _progress_listener)
         rt.jobs = plan.jobs
-        rt.task_tags = ["fashn", shared.names.tag]
+        # Not the account tag: the lanes already hold its slots, and a task carrying it
+        # would wait for a second slot of the same limit (a deadlock once lanes hold all).
+        rt.task_tags = ["fashn", creds.account_id]
         register(rt)
         try:
             lanes = Lanes(min(in_flight, max(needs_lane, 1)), shared)
@@ -363,6 +364,14 @@ async def _run_jobs(rt: Runtime, plan: Plan, lanes: Lanes) -> list[dict[str, Any
 
     async with lanes:
         return list(await asyncio.gather(*(one(i) for i in range(total))))
+
+
+def _client_options(timeout: float | None, time_scale: float) -> dict[str, Any]:
+    """FashnClient options: the request timeout, and retry back-off on the run's time scale."""
+    options: dict[str, Any] = {"backoff_base": 0.5 * time_scale, "backoff_max": 8.0 * time_scale}
+    if timeout is not None:
+        options["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+    return options
 
 
 def _use_shared_limits(requested: bool | None) -> bool:

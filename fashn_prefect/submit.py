@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
+
 from fashn_prefect.errors import AmbiguousSubmission, APIError
 from fashn_prefect.inputs import prepare_inputs
 from fashn_prefect.ledger import Attempt, RowRecord, utc_now
@@ -29,12 +31,17 @@ async def submit(rt: Runtime, spec: RowSpec, record: RowRecord) -> str:
         )
     except Exception as exc:
         raise InputPreparationError(f"{type(exc).__name__}: {exc}") from None
-    attempt = Attempt(number=len(record.attempts) + 1, submitted_at=utc_now())
-    record.attempts.append(attempt)
-    record.status = "submitting"
-    await rt.save(record)
+    attempt = Attempt(number=len(record.attempts) + 1)
+    # The rate slot is taken before the intent is written, so a limiter failure leaves no
+    # trace. Any exception other than those handled below (cancellation, a crash
+    # mid-request) leaves the ledger at "submitting": the fate is unknown, so a re-run
+    # reports the row as ambiguous instead of sending it again.
     try:
         async with rt.limiter.run_call():
+            attempt.submitted_at = utc_now()
+            record.attempts.append(attempt)
+            record.status = "submitting"
+            await rt.save(record)
             prediction_id = await rt.client.run(spec.model_name, inputs)
     except AmbiguousSubmission as exc:
         attempt.status = record.status = "ambiguous"
@@ -46,11 +53,11 @@ async def submit(rt: Runtime, spec: RowSpec, record: RowRecord) -> str:
         attempt.error_name, attempt.error_message = exc.name, exc.message
         await rt.save(record)
         raise
-    except BaseException:
-        # Transport failure before the request was sent (the client only raises these
-        # when nothing reached the API): no prediction exists.
+    except httpx.TransportError as exc:
+        # The client raises transport errors from run() only when the request never left
+        # (connect failures); anything after sending becomes AmbiguousSubmission.
         attempt.status, record.status = "rejected", "failed"
-        attempt.error_name = "TransportError"
+        attempt.error_name, attempt.error_message = type(exc).__name__, str(exc)
         await rt.save(record)
         raise
     attempt.prediction_id = prediction_id
