@@ -78,7 +78,8 @@ def resolve_credentials(credentials: FashnCredentials | str | None) -> FashnCred
     if isinstance(credentials, FashnCredentials):
         return credentials
     if isinstance(credentials, str) and credentials:
-        loaded = FashnCredentials.load(credentials)
+        # ``_sync``: inside a flow's event loop ``load`` would otherwise return a coroutine.
+        loaded = FashnCredentials.load(credentials, _sync=True)  # type: ignore[call-arg]
         assert isinstance(loaded, FashnCredentials)
         return loaded
     return FashnCredentials.from_env()

@@ -26,6 +26,9 @@ RETRYABLE_RUNTIME_ERRORS = frozenset(
 PERMANENT_RUNTIME_ERRORS = frozenset(
     {"ImageLoadError", "ContentModerationError", "PoseError", "InputValidationError"}
 )
+# Errors that the same inputs will meet again: a re-run does not resubmit such a row
+# unless asked to (``retry_failed``).
+PERMANENT_ERRORS = PERMANENT_RUNTIME_ERRORS | {"BadRequest"}
 
 
 class FashnError(Exception):

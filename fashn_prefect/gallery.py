@@ -159,8 +159,14 @@ def write_gallery(
         tile.thumb = f"../{THUMBNAILS_DIR}/{name}"
 
     pending = [t for _, ins, outs in cards for t in (*ins, *outs) if t.kind == "image"]
+    # One thumbnail per distinct source: manifests reuse the same photos across many rows.
+    first: dict[str, Tile] = {}
+    for tile in pending:
+        first.setdefault(tile.source, tile)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(thumbnail, pending))
+        list(pool.map(thumbnail, first.values()))
+    for tile in pending:
+        tile.thumb, tile.note = first[tile.source].thumb, first[tile.source].note
 
     page = _render(run_name, rows, [_card(row, ins, outs) for row, ins, outs in cards])
     path = join(root, RESULTS_DIR, f"{run_name}.html")

@@ -1,9 +1,10 @@
 """The FASHN API's limits, held in this process and on the Prefect server.
 
 In-process limiters keep one flow run exactly within the limits with no idle time.
-Server-side limits (a tag concurrency limit for predictions in flight, and two
-token-bucket global concurrency limits for the request rates) make every flow run and
-every worker that shares an account stay within them together.
+Server-side limits (a tag concurrency limit for predictions in flight, and a
+token-bucket global concurrency limit for the submission rate) make every flow run and
+every worker that shares an account stay within them together. The status budget is
+split by in-flight lanes instead (see :meth:`Limiter.share_status`).
 
 Token buckets allow a burst of ``limit`` and then ``decay`` per second, so for an API
 limit of N requests per W seconds we use ``burst + decay * W == N - 1``: no window can ever
@@ -74,6 +75,18 @@ class SlidingWindow:
         self._active = 0
         self._cond = asyncio.Condition()
 
+    def resize(self, requests: int) -> None:
+        """Allow ``requests`` calls per window from now on (at least one)."""
+        self.limit = replace(self.limit, requests=max(1, requests))
+
+    def quiet_in(self) -> float:
+        """Seconds until every call made so far has left the window (0 when none is active)."""
+        if self._active:
+            return self.limit.seconds
+        if not self._finished:
+            return 0.0
+        return max(0.0, self._finished[-1] + self.limit.seconds - time.monotonic())
+
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one call's place in the window."""
@@ -127,11 +140,6 @@ class SharedLimitNames:
         """Global concurrency limit (token bucket) for ``POST /v1/run``."""
         return f"fashn-{self.account}-run"
 
-    @property
-    def status(self) -> str:
-        """Global concurrency limit (token bucket) for ``GET /v1/status``."""
-        return f"fashn-{self.account}-status"
-
 
 class SharedLimits:
     """Server-side limits shared by every flow run and worker using one account."""
@@ -162,14 +170,10 @@ class SharedLimits:
             except ObjectNotFound:
                 await client.create_concurrency_limit(self.names.tag, self.limits.max_in_flight)
                 in_flight = self.limits.max_in_flight
-            for name, rate in (
-                (self.names.run, self.limits.run),
-                (self.names.status, self.limits.status),
-            ):
-                burst, decay = token_bucket(rate)
-                await client.upsert_global_concurrency_limit_by_name(
-                    name, burst, slot_decay_per_second=decay
-                )
+            burst, decay = token_bucket(self.limits.run)
+            await client.upsert_global_concurrency_limit_by_name(
+                self.names.run, burst, slot_decay_per_second=decay
+            )
         return max(1, in_flight)
 
     def in_flight_slot(self) -> AbstractAsyncContextManager[object]:
@@ -186,13 +190,6 @@ class SharedLimits:
             from prefect.concurrency.asyncio import rate_limit
 
             await rate_limit(self.names.run, strict=True)
-
-    async def before_status(self) -> None:
-        """Take one token of the shared status-call rate."""
-        if self.enabled:
-            from prefect.concurrency.asyncio import rate_limit
-
-            await rate_limit(self.names.status, strict=True)
 
 
 class Limiter:
@@ -213,10 +210,25 @@ class Limiter:
 
     @asynccontextmanager
     async def status_call(self) -> AsyncIterator[None]:
-        """Hold a place for one ``GET /v1/status``."""
+        """Hold a place for one ``GET /v1/status`` (within this run's share of the budget)."""
         async with self.status_window.slot():
-            await self.shared.before_status()
             yield
+
+    def share_status(self, lanes: int, of: int) -> None:
+        """Use ``lanes``/``of`` of the status budget: this run's share of the in-flight lanes.
+
+        Status calls are made only while a lane is held, and at most ``of`` lanes exist per
+        account (the server-side in-flight limit), so runs sharing an account stay within
+        the status budget together without asking the Prefect server before every call.
+        (A server-side token bucket per call costs a Prefect API round trip each and,
+        measured in benchmarks/throughput.py, let far fewer calls through than its rate.)
+        """
+        if self.shared.enabled:
+            self.status_window.resize(self.limits.status.requests * lanes // max(of, 1))
+
+    def status_quiet_in(self) -> float:
+        """Seconds until this run's status calls so far have left the API's window."""
+        return self.status_window.quiet_in() if self.shared.enabled else 0.0
 
 
 Lane = Callable[[], AbstractAsyncContextManager[None]]
@@ -225,18 +237,35 @@ Lane = Callable[[], AbstractAsyncContextManager[None]]
 class Lanes:
     """``count`` in-flight lanes, each backed by one server-side in-flight slot.
 
-    A lane's slot is taken once, when the run starts, and given back when no row is left
-    waiting for a lane, so slots never sit idle between jobs (taking a server slot per
-    job leaves slots empty for seconds, see prefect issue #23183) and other flow runs get
-    them as soon as this one winds down.
+    A lane's slot is taken once, when the run starts, and given back as soon as fewer rows
+    still need a lane than the run holds, so slots never sit idle between jobs (taking a
+    server slot per job leaves slots empty for seconds, see prefect issue #23183) and other
+    flow runs get them as soon as this one winds down. ``rows`` is how many rows will ask
+    for a lane; each calls :meth:`finished` once it will not ask again.
+
+    The run's share of the status budget follows the lanes it holds (``on_change``); a
+    given-back slot is kept for ``cooldown()`` more seconds, until the status calls made
+    with its share have left the API's window.
     """
 
-    def __init__(self, count: int, shared: SharedLimits) -> None:
+    def __init__(
+        self,
+        count: int,
+        shared: SharedLimits,
+        rows: int | None = None,
+        on_change: Callable[[int], None] | None = None,
+        cooldown: Callable[[], float] | None = None,
+    ) -> None:
         self.count = max(1, count)
         self.shared = shared
         self._free: asyncio.Queue[int] = asyncio.Queue()
         self._release = [asyncio.Event() for _ in range(self.count)]
         self._holders: list[asyncio.Task[None]] = []
+        self._remaining = self.count if rows is None else rows
+        self._busy = 0
+        self._held = 0
+        self._on_change = on_change or (lambda held: None)
+        self._cooldown = cooldown or (lambda: 0.0)
         self._waiting = 0
         self._failed = 0
         self._error = ""
@@ -253,8 +282,14 @@ class Lanes:
     async def _hold(self, index: int) -> None:
         try:
             async with self.shared.in_flight_slot():
+                self._held += 1
+                self._on_change(self._held)
                 self._free.put_nowait(index)
+                self._give_back_spare()
                 await self._release[index].wait()
+                self._held -= 1
+                self._on_change(self._held)
+                await asyncio.sleep(self._cooldown())
         except Exception as exc:
             log.error("Could not take an in-flight slot: %s: %s", type(exc).__name__, exc)
             self._error = f"{type(exc).__name__}: {exc}"
@@ -262,6 +297,20 @@ class Lanes:
             if self._failed == self.count:
                 for _ in range(self._waiting + 1):
                     self._free.put_nowait(-1)
+
+    def _give_back_spare(self) -> None:
+        """Release free lanes that no remaining row can use any more."""
+        while self._free.qsize() > max(self._remaining - self._busy, self._waiting, 0):
+            index = self._free.get_nowait()
+            if index < 0:
+                self._free.put_nowait(index)
+                return
+            self._release[index].set()
+
+    def finished(self) -> None:
+        """One row will not ask for a lane again."""
+        self._remaining -= 1
+        self._give_back_spare()
 
     @asynccontextmanager
     async def lane(self) -> AsyncIterator[None]:
@@ -274,10 +323,10 @@ class Lanes:
         if index < 0:
             self._free.put_nowait(-1)
             raise RuntimeError(f"no in-flight slot could be taken: {self._error}")
+        self._busy += 1
         try:
             yield
         finally:
-            if self._waiting == 0:
-                self._release[index].set()
-            else:
-                self._free.put_nowait(index)
+            self._busy -= 1
+            self._free.put_nowait(index)
+            self._give_back_spare()

@@ -115,7 +115,10 @@ def _decode_parquet(raw: bytes, url: str) -> tuple[tuple[dict[str, Any], ...], t
     except Exception as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ManifestError(f"Manifest {url} is not a readable Parquet file: {detail}") from None
-    columns = tuple(str(name).strip() for name in table.column_names)
+    try:
+        columns = tuple(str(name).strip() for name in table.column_names)
+    except UnicodeDecodeError:  # a corrupt file whose schema names are not UTF-8
+        raise ManifestError(f"Manifest {url} has column names that are not UTF-8.") from None
     _check_columns(columns, url)
     try:
         records = table.to_pylist()

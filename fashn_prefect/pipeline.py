@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -31,18 +32,19 @@ from fashn_prefect.credentials import FashnCredentials, resolve_credentials
 from fashn_prefect.errors import (
     AmbiguousSubmission,
     APIError,
+    ConfigurationError,
     NotFound,
     OutputUnavailable,
     PredictionFailed,
 )
 from fashn_prefect.ledger import RowRecord, utc_now
-from fashn_prefect.limits import ApiLimits, Lane, Lanes, Limiter, RateLimit, SharedLimits
-from fashn_prefect.manifest import read_manifest
+from fashn_prefect.limits import ApiLimits, Lanes, Limiter, RateLimit, SharedLimits
+from fashn_prefect.manifest import Manifest, read_manifest
 from fashn_prefect.plan import Job, Plan, make_plan
 from fashn_prefect.poll import wait_for
 from fashn_prefect.report import RunReport, publish_summary, write_run_report
 from fashn_prefect.runtime import RunConfig, Runtime, lookup, register, unregister
-from fashn_prefect.submit import submit
+from fashn_prefect.submit import prepare, submit
 from fashn_prefect.validate import ValidationReport, validate_manifest
 from fashn_prefect.write import result_row, results_table, run_name, summarise, write_results
 
@@ -82,6 +84,10 @@ async def _is_transient(task: Task[..., Any], task_run: TaskRun, state: State[An
     return isinstance(exc, httpx.TransportError | OSError)
 
 
+def _lane(rt: Runtime) -> AbstractAsyncContextManager[None]:
+    return rt.lanes.lane() if rt.lanes is not None else nullcontext()
+
+
 @task(name="fashn-predict", cache_policy=NO_CACHE, persist_result=False)
 async def predict(runtime_id: str, index: int) -> PredictionStatus:
     """Submit (or resume) one row's prediction and wait until it is terminal."""
@@ -90,22 +96,25 @@ async def predict(runtime_id: str, index: int) -> PredictionStatus:
     record = job.record
     assert record is not None
     last = record.last
-    if last is not None and last.prediction_id and last.status in ("submitted", "completed"):
-        prediction_id = last.prediction_id
-    else:
-        prediction_id = await submit(rt, job.spec, record)
-    attempt = record.last
-    assert attempt is not None
-    try:
-        status = await wait_for(rt, job.spec, prediction_id, time.monotonic())
-    except NotFound as exc:
-        attempt.status = record.status = "ambiguous"
-        attempt.error_name, attempt.error_message = "NotFound", exc.message
-        await rt.save(record)
-        raise AmbiguousSubmission(
-            f"prediction {prediction_id} is no longer known to the API; its outcome cannot "
-            "be recovered and it is not resubmitted automatically"
-        ) from None
+    known = last.prediction_id if last and last.status in ("submitted", "completed") else None
+    inputs = None if known else await prepare(rt, job.spec)
+    # The lane (one of the account's in-flight slots) is held only from the POST until the
+    # prediction is seen terminal: task start-up, input preparation and the final ledger
+    # write happen outside it, so the next row's prediction starts without a gap.
+    async with _lane(rt):
+        prediction_id = known or await submit(rt, job.spec, record, inputs)
+        attempt = record.last
+        assert attempt is not None
+        try:
+            status = await wait_for(rt, job.spec, prediction_id, time.monotonic())
+        except NotFound as exc:
+            attempt.status = record.status = "ambiguous"
+            attempt.error_name, attempt.error_message = "NotFound", exc.message
+            await rt.save(record)
+            raise AmbiguousSubmission(
+                f"prediction {prediction_id} is no longer known to the API; its outcome "
+                "cannot be recovered and it is not resubmitted automatically"
+            ) from None
     attempt.status = "completed" if status.is_completed else "failed"
     attempt.completed_at = utc_now()
     attempt.credits_used = status.credits_used or 0
@@ -160,11 +169,15 @@ def _error_of(exc: BaseException) -> tuple[str, str]:
     return str(name), str(message)
 
 
-async def run_row(rt: Runtime, index: int, lane: Lane) -> dict[str, Any]:
+async def run_row(
+    rt: Runtime, index: int, ahead: AbstractAsyncContextManager[Any] | None = None
+) -> dict[str, Any]:
     """The composed unit for one manifest row; always returns its result row.
 
-    The prediction runs while the row holds one of the account's in-flight lanes; its
-    outputs are collected after the lane is handed to the next row.
+    ``ahead`` bounds how many rows have a prediction task started (a few more than there
+    are lanes, so the next task is ready when a lane frees up). The prediction holds one
+    of the account's in-flight lanes; its outputs are collected after the lane is handed
+    to the next row.
     """
     job = rt.jobs[index]
     if job.action == "skip":
@@ -187,19 +200,28 @@ async def run_row(rt: Runtime, index: int, lane: Lane) -> dict[str, Any]:
         )
     if job.action == "recover":
         return _row_from_record(job, "completed")
+    if job.action == "failed" and job.record is not None and job.record.last is not None:
+        last = job.record.last
+        return _row_from_record(
+            job, "failed", error_name=last.error_name, error_message=last.error_message
+        )
     if job.record is None:
         job.record = RowRecord(job.spec.row_key, job.spec.inputs_hash, job.spec.model_name)
-    async with lane():
-        predictor = predict.with_options(
-            retries=rt.config.retries,
-            retry_delay_seconds=[rt.config.retry_delay * 2**i for i in range(rt.config.retries)]
-            or 0,
-            retry_condition_fn=_is_transient,
-            tags=rt.task_tags,
-        )
-        state: State[PredictionStatus] = await cast(
-            Awaitable[State[PredictionStatus]], predictor(rt.id, index, return_state=True)
-        )
+    try:
+        async with ahead or nullcontext():
+            predictor = predict.with_options(
+                retries=rt.config.retries,
+                retry_delay_seconds=[rt.config.retry_delay * 2**i for i in range(rt.config.retries)]
+                or 0,
+                retry_condition_fn=_is_transient,
+                tags=rt.task_tags,
+            )
+            state: State[PredictionStatus] = await cast(
+                Awaitable[State[PredictionStatus]], predictor(rt.id, index, return_state=True)
+            )
+    finally:
+        if rt.lanes is not None:
+            rt.lanes.finished()
     if not state.is_completed():
         exc = await state.aresult(raise_on_failure=False)
         name, message = _error_of(exc) if isinstance(exc, BaseException) else ("Failed", str(exc))
@@ -226,13 +248,20 @@ async def run_row(rt: Runtime, index: int, lane: Lane) -> dict[str, Any]:
     return _row_from_record(job, "completed")
 
 
-def _invalid_rows(report: ValidationReport) -> list[dict[str, Any]]:
-    from fashn_prefect.validate import RowSpec
+def _invalid_rows(report: ValidationReport, manifest: Manifest) -> list[dict[str, Any]]:
+    """Result rows for invalid manifest rows: their own row id, model and columns as given."""
+    from fashn_prefect.validate import RESERVED_COLUMNS, RowSpec
 
+    file_problems = [str(p) for p in report.errors if p.row is None]
     rows = []
     for row, problems in sorted(report.invalid_rows.items()):
-        spec = RowSpec(row, f"invalid-row-{row}", "", {}, {}, "", 0)
-        message = "; ".join(str(p) for p in problems if p.level == "error")
+        raw = manifest.rows[row - 1] if 0 < row <= len(manifest.rows) else {}
+        given_id = raw.get("row_id")
+        key = str(given_id).strip() if given_id not in (None, "") else f"invalid-row-{row}"
+        model = raw.get("model_name")
+        metadata = {k: v for k, v in raw.items() if k not in RESERVED_COLUMNS and v is not None}
+        spec = RowSpec(row, key, "" if model is None else str(model), {}, metadata, "", 0)
+        message = "; ".join([str(p) for p in problems if p.level == "error"] + file_problems)
         rows.append(result_row(spec, "invalid", error_name="InvalidRow", error_message=message))
     return rows
 
@@ -251,6 +280,7 @@ async def run_manifest(
     dry_run: bool = False,
     write_csv: bool = False,
     resubmit_ambiguous: bool = False,
+    retry_failed: bool = False,
     shared_limits: bool | None = None,
     check_balance: bool = True,
     retries: int = 3,
@@ -266,20 +296,23 @@ async def run_manifest(
     bounds each API request (default 60, connect 5). ``shared_limits``
     (default: on when ``PREFECT_API_URL`` is set) holds the limits on the Prefect server
     so that every flow run and worker sharing the account stays within them together.
+    A row that failed with a permanent error for the same inputs in an earlier run is
+    reported again, not resubmitted, unless ``retry_failed`` is set.
     """
     log = get_run_logger()
     options = storage_options or {}
     started = datetime.now(UTC)
-    report = validate_manifest(
-        read_manifest(manifest, storage_options=options),
-        model_name=model_name,
-        storage_options=options,
-    )
+    decoded = read_manifest(manifest, storage_options=options)
+    report = validate_manifest(decoded, model_name=model_name, storage_options=options)
     if not report.ok and not skip_invalid:
         log.error("Manifest has invalid rows; nothing was submitted.\n%s", report.format(50))
         raise ManifestInvalid(report)
     plan = make_plan(
-        report.rows, output, resubmit_ambiguous=resubmit_ambiguous, storage_options=options
+        report.rows,
+        output,
+        resubmit_ambiguous=resubmit_ambiguous,
+        retry_failed=retry_failed,
+        storage_options=options,
     )
     summary = _plan_summary(report, plan)
     log.info("Plan: %s", summary)
@@ -289,7 +322,7 @@ async def run_manifest(
             "nothing was submitted"
         )
     if dry_run:
-        return {**summary, "dry_run": True}
+        return {**summary, **await _dry_run_balance(credentials, plan.estimated_credits)}
 
     creds = resolve_credentials(credentials)
     limits = ApiLimits(max_in_flight, RateLimit.parse(run_limit), RateLimit.parse(status_limit))
@@ -312,16 +345,24 @@ async def run_manifest(
         rt.task_tags = ["fashn", creds.account_id]
         register(rt)
         try:
-            lanes = Lanes(min(in_flight, max(needs_lane, 1)), shared)
+            lanes = Lanes(
+                min(in_flight, max(needs_lane, 1)),
+                shared,
+                rows=needs_lane,
+                on_change=lambda held: rt.limiter.share_status(held, in_flight),
+                cooldown=rt.limiter.status_quiet_in,
+            )
+            rt.lanes = lanes
             rows = await _run_jobs(rt, plan, lanes)
         finally:
             unregister(rt.id)
         balance_after = await client.credits() if check_balance else None
-    rows += _invalid_rows(report)
+    rows += _invalid_rows(report, decoded)
     rows.sort(key=lambda r: r["row"])
     name = run_name(started, flow_run.id)
     table = results_table(rows, flow_run.id, started)
     written = write_results(table, output, name, csv=write_csv, storage_options=options)
+    gallery = await _write_gallery(table, output, name, options)
     elapsed = (datetime.now(UTC) - started).total_seconds()
     totals = summarise(rows)
     run_report = RunReport(
@@ -339,6 +380,7 @@ async def run_manifest(
         balance_before=balance_before.total if balance_before else None,
         balance_after=balance_after.total if balance_after else None,
         limits={"max_in_flight": in_flight, "run": run_limit, "status": status_limit},
+        gallery=gallery,
     )
     write_run_report(run_report, output, options)
     await publish_summary(run_report)
@@ -352,18 +394,70 @@ async def _run_jobs(rt: Runtime, plan: Plan, lanes: Lanes) -> list[dict[str, Any
         0.0, key="fashn-run-progress", description="Rows finished"
     )
     step = max(1, total // 50)
+    ahead = asyncio.Semaphore(4 * lanes.count)
+    # Updates are sent one at a time and only forwards: concurrent updates could reach the
+    # server out of order and leave the artifact short of 100 % at the end.
+    sending = asyncio.Lock()
+    sent = 0.0
+
+    async def report_progress() -> None:
+        nonlocal sent
+        async with sending:
+            value = 100.0 * rt.stats.done / max(total, 1)
+            if value > sent:
+                await aupdate_progress_artifact(progress_id, value)
+                sent = value
 
     async def one(index: int) -> dict[str, Any]:
-        row = await run_row(rt, index, lanes.lane)
+        row = await run_row(rt, index, ahead)
         rt.stats.done += 1
         if rt.on_progress:
             rt.on_progress(rt.stats.done, total)
-        if rt.stats.done % step == 0 or rt.stats.done == total:
-            await aupdate_progress_artifact(progress_id, 100.0 * rt.stats.done / max(total, 1))
+        if rt.stats.done % step == 0:
+            await report_progress()
         return row
 
     async with lanes:
-        return list(await asyncio.gather(*(one(i) for i in range(total))))
+        rows = list(await asyncio.gather(*(one(i) for i in range(total))))
+    await report_progress()
+    return rows
+
+
+async def _dry_run_balance(
+    credentials: FashnCredentials | str | None, estimated: int
+) -> dict[str, Any]:
+    """For a dry run: the account balance, when credentials are available, checked.
+
+    Raises :class:`BudgetExceeded` when the estimate exceeds the balance. Without
+    credentials the balance is reported as unknown; a dry run never needs a key.
+    """
+    try:
+        creds = resolve_credentials(credentials)
+    except ConfigurationError:
+        return {"dry_run": True, "balance": None}
+    async with creds.get_client() as client:
+        balance = await client.credits()
+    if estimated > balance.total:
+        raise BudgetExceeded(
+            f"estimated {estimated} credits exceeds the account balance of {balance.total}; "
+            "nothing was submitted"
+        )
+    return {"dry_run": True, "balance": balance.total}
+
+
+async def _write_gallery(table: Any, output: str, name: str, options: dict[str, Any]) -> str | None:
+    """Write the review gallery; a failure here is logged and never fails the run."""
+    from fashn_prefect.gallery import write_gallery
+
+    try:
+        return await asyncio.to_thread(
+            write_gallery, table, output, name, options, fetch_remote=True
+        )
+    except Exception as exc:
+        get_run_logger().warning(
+            "Could not write the review gallery: %s: %s", type(exc).__name__, exc
+        )
+        return None
 
 
 def _client_options(timeout: float | None, time_scale: float) -> dict[str, Any]:
@@ -398,5 +492,6 @@ def _plan_summary(report: ValidationReport, plan: Plan) -> dict[str, Any]:
         "recovered": len(plan.by_action("recover")),
         "already_completed": len(plan.by_action("skip")),
         "ambiguous": len(plan.by_action("ambiguous")),
+        "failed_before": len(plan.by_action("failed")),
         "estimated_credits": plan.estimated_credits,
     }

@@ -8,6 +8,11 @@
   again (and collect its outputs) instead of submitting a new one.
 * ``ambiguous``: the ledger shows a submission whose fate is unknown; it is reported as
   failed and never resent unless ``resubmit_ambiguous`` is set.
+* ``failed``: the row failed with a permanent error (``ImageLoadError``,
+  ``ContentModerationError``, ``PoseError``, ``InputValidationError``, ``BadRequest``) for
+  these same inputs; the same inputs would fail again, so the earlier failure is reported
+  and nothing is submitted unless ``retry_failed`` is set. Rows that ran out of retries on
+  a transient error are submitted again.
 * ``submit``: everything else.
 """
 
@@ -16,11 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fashn_prefect.errors import PERMANENT_ERRORS
 from fashn_prefect.ledger import Ledger, RowRecord
 from fashn_prefect.results import completed_rows
 from fashn_prefect.validate import RowSpec
 
-Action = Literal["submit", "resume", "recover", "skip", "ambiguous"]
+Action = Literal["submit", "resume", "recover", "skip", "ambiguous", "failed"]
 
 
 @dataclass
@@ -59,6 +65,7 @@ def make_plan(
     output_url: str,
     *,
     resubmit_ambiguous: bool = False,
+    retry_failed: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> Plan:
     """Compare ``rows`` with what the output root already holds and build the plan."""
@@ -75,16 +82,19 @@ def make_plan(
         if record is None or record.inputs_hash != spec.inputs_hash:
             plan.jobs.append(Job(spec, "submit"))
         else:
-            plan.jobs.append(Job(spec, _action_for(record, resubmit_ambiguous), record))
+            action = _action_for(record, resubmit_ambiguous, retry_failed)
+            plan.jobs.append(Job(spec, action, record))
     return plan
 
 
-def _action_for(record: RowRecord, resubmit_ambiguous: bool) -> Action:
+def _action_for(record: RowRecord, resubmit_ambiguous: bool, retry_failed: bool) -> Action:
     last = record.last
     if record.status == "completed" and record.outputs:
         return "recover"
     if last is None:
         return "submit"
+    if record.status == "failed" and last.error_name in PERMANENT_ERRORS and not retry_failed:
+        return "failed"
     if last.status in ("submitted", "completed") and last.prediction_id:
         return "resume"
     if last.status in ("submitting", "ambiguous"):

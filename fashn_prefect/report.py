@@ -35,6 +35,7 @@ class RunReport:
     balance_before: int | None = None
     balance_after: int | None = None
     limits: dict[str, Any] = field(default_factory=dict)
+    gallery: str | None = None
 
     @property
     def rows_per_minute(self) -> float:
@@ -80,6 +81,7 @@ async def publish_summary(report: RunReport) -> None:
         f"{totals.get('estimated_credits', 0)} estimated\n"
         f"- throughput: {report.rows_per_minute:.1f} rows/min over {report.elapsed_s:.1f} s\n"
         f"- results: `{report.results}`\n- images: `{report.images}`\n"
+        + (f"- review gallery: `{report.gallery}`\n" if report.gallery else "")
         + (f"\n| error | rows |\n|---|---|\n{error_lines}\n" if errors else "")
     )
     await acreate_markdown_artifact(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fashn_prefect.client import FashnClient
 from fashn_prefect.ledger import Ledger, RowRecord
-from fashn_prefect.limits import Limiter
+from fashn_prefect.limits import Lanes, Limiter
 from fashn_prefect.storage import filesystem, join
 
 if TYPE_CHECKING:
@@ -66,6 +66,9 @@ class Runtime:
         self.stats = RunStats()
         self.jobs: list[Job] = []
         self.task_tags: list[str] = ["fashn"]
+        # The account's in-flight lanes; a prediction holds one from its POST until it is
+        # seen terminal (None: no in-flight limit, e.g. in unit tests).
+        self.lanes: Lanes | None = None
         self.id = uuid.uuid4().hex
 
     async def save(self, record: RowRecord) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 
@@ -19,18 +20,27 @@ class InputPreparationError(Exception):
     name = "InputPreparationError"
 
 
-async def submit(rt: Runtime, spec: RowSpec, record: RowRecord) -> str:
-    """Create a new prediction for ``spec`` and return its id.
-
-    The ledger records the intent before the request and the id right after it, so a
-    process killed at any point can never lead to a silent second submission.
-    """
+async def prepare(rt: Runtime, spec: RowSpec) -> dict[str, Any]:
+    """The request inputs for ``spec`` (local images read and encoded); nothing is sent."""
     try:
-        inputs = await asyncio.to_thread(
+        return await asyncio.to_thread(
             prepare_inputs, spec.model_name, spec.inputs, rt.config.storage_options
         )
     except Exception as exc:
         raise InputPreparationError(f"{type(exc).__name__}: {exc}") from None
+
+
+async def submit(
+    rt: Runtime, spec: RowSpec, record: RowRecord, inputs: dict[str, Any] | None = None
+) -> str:
+    """Create a new prediction for ``spec`` and return its id.
+
+    ``inputs`` are the prepared request inputs (see :func:`prepare`; prepared here when
+    not given). The ledger records the intent before the request and the id right after
+    it, so a process killed at any point can never lead to a silent second submission.
+    """
+    if inputs is None:
+        inputs = await prepare(rt, spec)
     attempt = Attempt(number=len(record.attempts) + 1)
     # The rate slot is taken before the intent is written, so a limiter failure leaves no
     # trace. Any exception other than those handled below (cancellation, a crash

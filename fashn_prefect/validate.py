@@ -257,8 +257,10 @@ class _ImageChecker:
         try:
             with fs.open(inner, "rb") as handle, Image.open(handle) as image:
                 image.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            return f"not a readable image: {path} ({exc})", ""
+        except UnidentifiedImageError:
+            return f"not a readable image (unknown or corrupt format): {path}", ""
+        except (OSError, SyntaxError, ValueError) as exc:
+            return f"not a readable image: {path} ({type(exc).__name__}: {exc})", ""
         stamp = (
             info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
         )

@@ -41,7 +41,8 @@ def result_row(
     completed_at: str | datetime | None = None,
 ) -> dict[str, Any]:
     """One results-table row for a manifest row."""
-    resolved = catalogue.resolve_inputs(spec.model_name, spec.inputs)
+    known = spec.model_name in catalogue.MODELS  # an invalid row may name no known model
+    resolved = catalogue.resolve_inputs(spec.model_name, spec.inputs) if known else {}
     submitted, completed = _parse_time(submitted_at), _parse_time(completed_at)
     latency = (completed - submitted).total_seconds() if submitted and completed else None
     row: dict[str, Any] = {
