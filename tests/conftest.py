@@ -1,0 +1,85 @@
+"""Shared fixtures: a Prefect test server, S3 on a local moto server, and output helpers.
+
+None of them is autouse: a test asks for what it needs.
+
+* ``prefect_harness`` (session): a temporary Prefect API server and database
+  (``prefect_test_harness``); ``PREFECT_API_URL`` points at it while it runs.
+* ``moto_server`` (session): a moto S3 server on a free loopback port.
+* ``s3_storage_options``: s3fs options for that server (dummy keys, loopback endpoint).
+* ``s3_bucket``: a fresh, empty bucket per test; yields ``s3://<bucket>``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect server and database for in-process flow runs (never ~/.prefect)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto S3 server on a free loopback port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    saved = {name: os.environ.get(name) for name in _AWS_ENV}
+    os.environ.update(_AWS_ENV)  # so no real AWS credentials can ever be picked up
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def s3_storage_options(moto_server: str) -> dict[str, Any]:
+    """s3fs ``storage_options`` for the moto server."""
+    return {
+        "key": _AWS_ENV["AWS_ACCESS_KEY_ID"],
+        "secret": _AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        "client_kwargs": {"endpoint_url": moto_server},
+        "use_listings_cache": False,
+    }
+
+
+@pytest.fixture
+def s3_bucket(s3_storage_options: dict[str, Any]) -> str:
+    """A fresh, empty bucket for this test; returns ``s3://<bucket>``."""
+    import fsspec
+
+    fs = fsspec.filesystem("s3", **s3_storage_options)
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    fs.mkdir(name)
+    return f"s3://{name}"
