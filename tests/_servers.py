@@ -1,0 +1,186 @@
+"""Real servers for the flow/deployment tests: a Prefect server, workers and CLI runs.
+
+Every process is started in its own process group (``start_new_session``) and the whole
+group is killed at teardown, so no server, worker or flow-run subprocess outlives the
+tests. Prefect state lives in a temporary ``PREFECT_HOME`` (never ``~/.prefect``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PREFECT = str(BIN / "prefect")
+FASHN_PREFECT = str(BIN / "fashn-prefect")
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def kill_group(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:
+    """Signal ``proc``'s whole process group (it was started with a new session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Terminate a process group politely, then kill it."""
+    if proc.poll() is None:
+        kill_group(proc, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=8)
+    kill_group(proc, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+@dataclass
+class PrefectServer:
+    """A ``prefect server start`` subprocess on a free loopback port with its own home."""
+
+    home: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        """The server's API URL."""
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for a process that talks to this server (never ~/.prefect)."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PREFECT_", "FASHN_")) or k == "PREFECT_LOGGING_LEVEL"
+        }
+        env.update(
+            PREFECT_HOME=str(self.home),
+            PREFECT_API_URL=self.api_url,
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_CLI_COLORS="false",
+            PYTHONUNBUFFERED="1",
+            COLUMNS="200",
+            FASHN_PREFECT_REPO=str(REPO),
+        )
+        env.update(extra)
+        return env
+
+    def start(self) -> PrefectServer:
+        """Start the server and wait until its health endpoint answers."""
+        log = open(self.home / "server.log", "wb")  # noqa: SIM115 (closed with the process)
+        self.proc = subprocess.Popen(
+            [
+                PREFECT,
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-scheduler",
+                "--no-ui",
+                "--analytics-off",
+                "--no-late-runs",
+            ],
+            env=self.env(PREFECT_API_URL=""),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prefect server exited: {self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return self
+            time.sleep(0.3)
+        raise RuntimeError(f"prefect server did not start: {self.log_tail()}")
+
+    def log_tail(self, name: str = "server.log", chars: int = 3000) -> str:
+        """The end of one of the logs in the server's home."""
+        path = self.home / name
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def spawn(self, args: list[str], log_name: str, **env: str) -> subprocess.Popen[bytes]:
+        """Start a process (own process group) against this server, logging to its home."""
+        log = open(self.home / log_name, "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            args,
+            env=self.env(**env),
+            cwd=str(REPO),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.children.append(proc)
+        return proc
+
+    def run(
+        self, args: list[str], timeout: float = 120, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command to completion against this server (own process group)."""
+        proc = subprocess.Popen(
+            args,
+            env=self.env(**env),
+            cwd=str(REPO),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            out, errs = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            out, errs = proc.communicate()
+            raise AssertionError(f"{args} timed out\n{out}\n{errs}") from None
+        finally:
+            kill_group(proc)
+        return subprocess.CompletedProcess(args, proc.returncode, out, errs)
+
+    def close(self) -> None:
+        """Stop every child, then the server."""
+        for child in self.children:
+            stop(child)
+        if self.proc is not None:
+            stop(self.proc)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A real Prefect server (SQLite) for the whole session."""
+    server = PrefectServer(tmp_path_factory.mktemp("prefect-home"), free_port())
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
+    """Point this test process's Prefect client at the session server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        yield prefect_server
