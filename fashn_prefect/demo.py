@@ -93,40 +93,51 @@ def prepare_environment(output: Path) -> None:
 
 
 def run_demo(output: Path) -> dict[str, Any]:
-    """Run the whole demo; return the run summary (also printed)."""
+    """Run the whole demo; return the catalog run's summary (also printed)."""
     import asyncio
 
     from rich.console import Console
-    from rich.table import Table
 
-    from fashn_prefect import pipeline
+    from fashn_prefect.audit import run_audit
     from fashn_prefect.credentials import FashnCredentials
     from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
+    from fashn_prefect.incremental import run_catalog
     from fashn_prefect.progress import row_progress
 
     console = Console()
     output.mkdir(parents=True, exist_ok=True)
+    root = output / "catalog"
     started = time.monotonic()
     with EmulatorServer(EmulatorConfig(time_scale=DEMO_TIME_SCALE, seed=27)) as emulator:
         catalog = build_catalog(emulator.put_file, output)
         console.print(f"[bold]FASHN emulator[/] at {emulator.url} (time x{1 / DEMO_TIME_SCALE:g})")
         console.print(f"[bold]catalog[/] {catalog} (38 rows)")
         credentials = FashnCredentials(api_key=emulator.api_key, base_url=emulator.url)
+        options: dict[str, Any] = {"credentials": credentials, "time_scale": DEMO_TIME_SCALE}
         with row_progress(console):
-            summary = asyncio.run(
-                pipeline.run_manifest(
-                    manifest=str(catalog),
-                    output=str(output / "catalog"),
-                    credentials=credentials,
-                    time_scale=DEMO_TIME_SCALE,
-                    write_csv=True,
-                )
-            )
+            first = asyncio.run(run_catalog(str(catalog), str(root), write_csv=True, **options))
+        console.print(f"[bold]first run[/]  {first['message']}")
+        submitted_first = len(emulator.stats()["predictions"])
+        again = asyncio.run(run_catalog(str(catalog), str(root), **options))
+        console.print(f"[bold]second run[/] {again['message']}")
         stats = emulator.stats()
+    stats["submitted_first"] = submitted_first
+    audit = run_audit(str(root))
+    summary: dict[str, Any] = first["run"]
+    print_summary(console, summary, stats, audit, time.monotonic() - started)
+    return summary
+
+
+def print_summary(
+    console: Any, summary: dict[str, Any], stats: dict[str, Any], audit: Any, wall: float
+) -> None:
+    """The demo's closing table: rows by status, credits, throughput and where things went."""
+    from rich.table import Table
+
     totals = summary["totals"]
     table = Table(title="fashn-prefect demo")
     table.add_column("what")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     for status in ("completed", "failed", "invalid", "skipped"):
         table.add_row(f"rows {status}", str(totals.get(status, 0)))
     for name, count in (totals.get("errors") or {}).items():
@@ -139,11 +150,24 @@ def run_demo(output: Path) -> dict[str, Any]:
         f"{summary['rows_per_minute']:.1f} rows/min (emulated time x{1 / DEMO_TIME_SCALE:g})",
     )
     table.add_row("peak predictions in flight", f"{stats['peak_in_flight']} of 6")
+    total = len(stats["predictions"])
+    table.add_row(
+        "submissions",
+        f"{total}: first run {stats['submitted_first']}, re-run of the "
+        f"unchanged catalog {total - stats['submitted_first']}",
+    )
+    anomalies = ", ".join(f"{k} {v}" for k, v in audit.anomaly_counts().items()) or "none"
+    table.add_row(
+        "credit audit",
+        f"{audit.charged} charged, balance moved {audit.balance_movement}, anomalies: {anomalies}",
+    )
     table.add_row("results", str(summary["results"]))
     table.add_row("images", str(summary["images"]))
-    table.add_row("wall time", f"{time.monotonic() - started:.1f} s")
+    table.add_row("review gallery", str(summary.get("gallery")))
+    table.add_row("audit report", str(audit.files.get("breakdown")))
+    table.add_row("spend chart", str(audit.files.get("chart")))
+    table.add_row("wall time", f"{wall:.1f} s")
     console.print(table)
-    return summary
 
 
 def main(output: str = "demo-output") -> None:

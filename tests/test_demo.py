@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow.parquet as pq
 import pytest
@@ -36,6 +38,9 @@ def test_demo_prints_a_summary_with_real_counts(demo_run: tuple[Path, str]) -> N
     assert "failed with ImageLoadError" in stdout
     assert "failed with InputValidationError" in stdout
     assert "credits charged" in stdout and "36 (emulator: 36)" in stdout
+    # The catalog is run twice; nothing changed, so the second run submits nothing.
+    assert "38: first run 38, re-run of the unchanged catalog 0" in " ".join(stdout.split())
+    assert "anomalies: none" in stdout
 
 
 def test_demo_results_table_matches_the_catalog(demo_run: tuple[Path, str]) -> None:
@@ -62,3 +67,28 @@ def test_every_image_the_results_reference_exists_and_opens(demo_run: tuple[Path
         assert path.is_file(), uri
         with Image.open(path) as image:
             assert image.width > 0
+
+
+def test_demo_writes_a_credit_audit_that_matches_the_charges(demo_run: tuple[Path, str]) -> None:
+    output, _ = demo_run
+    audit = output / "catalog" / "audit"
+    breakdown = pq.read_table(next(audit.glob("*-breakdown.parquet"))).to_pylist()
+    by_model = {r["value"]: r["charged"] for r in breakdown if r["dimension"] == "model"}
+    assert by_model == {"tryon-v1.6": 36, "reframe": 0}
+    assert pq.read_table(next(audit.glob("*-anomalies.parquet"))).num_rows == 0
+    balances = pq.read_table(next(audit.glob("*-balances.parquet"))).to_pylist()
+    assert sum(r["movement"] for r in balances) == 36
+    assert all(r["unexplained"] == 0 for r in balances)
+    with Image.open(next(audit.glob("*-spend.png"))) as chart:
+        assert chart.format == "PNG" and chart.width > 200
+
+
+def test_the_gallery_references_only_files_that_exist(demo_run: tuple[Path, str]) -> None:
+    output, _ = demo_run
+    gallery = next((output / "catalog" / "results").glob("*.html"))
+    html = gallery.read_text(encoding="utf-8")
+    refs = re.findall(r'(?:src|href)="([^"#]+)"', html)
+    local = [r for r in refs if not r.startswith(("http://", "https://", "data:"))]
+    assert len(local) >= 36 * 2  # input and output thumbnails of every completed row
+    for ref in local:
+        assert (gallery.parent / unquote(ref)).resolve().is_file(), ref
