@@ -1,14 +1,11 @@
 """The FASHN API's limits, held in this process and on the Prefect server.
 
-In-process limiters keep one flow run exactly within the limits with no idle time.
-Server-side limits (a tag concurrency limit for predictions in flight, and a
-token-bucket global concurrency limit for the submission rate) make every flow run and
-every worker that shares an account stay within them together. The status budget is
-split by in-flight lanes instead (see :meth:`Limiter.share_status`).
-
-Token buckets allow a burst of ``limit`` and then ``decay`` per second, so for an API
-limit of N requests per W seconds we use ``burst + decay * W == N - 1``: no window can ever
-see more than N requests.
+In-process sliding windows keep one flow run exactly within the request rates with no
+idle time. Across flow runs and workers, the Prefect server holds the account's
+in-flight limit as a tag concurrency limit whose slots the runs' *lanes* hold, and each
+run's share of both request rates is the share of those slots it holds (see
+:meth:`Limiter.share`): all runs together stay within the limits without a round trip
+to the Prefect server per API call.
 """
 
 from __future__ import annotations
@@ -113,13 +110,6 @@ class SlidingWindow:
                 self._cond.notify_all()
 
 
-def token_bucket(limit: RateLimit) -> tuple[int, float]:
-    """``(burst, decay_per_second)`` for a Prefect rate limit that never exceeds ``limit``."""
-    burst = max(1, limit.requests // 10)
-    # One request of headroom absorbs the gap between taking a token and the API seeing it.
-    return burst, max(limit.requests - burst - 1, 1) / limit.seconds
-
-
 @dataclass(frozen=True)
 class SharedLimitNames:
     """Names of the Prefect server-side limits for one account."""
@@ -134,11 +124,6 @@ class SharedLimitNames:
         same limit for the task run, which deadlocks once the lanes hold every slot.
         """
         return f"fashn-{self.account}"
-
-    @property
-    def run(self) -> str:
-        """Global concurrency limit (token bucket) for ``POST /v1/run``."""
-        return f"fashn-{self.account}-run"
 
 
 class SharedLimits:
@@ -170,10 +155,6 @@ class SharedLimits:
             except ObjectNotFound:
                 await client.create_concurrency_limit(self.names.tag, self.limits.max_in_flight)
                 in_flight = self.limits.max_in_flight
-            burst, decay = token_bucket(self.limits.run)
-            await client.upsert_global_concurrency_limit_by_name(
-                self.names.run, burst, slot_decay_per_second=decay
-            )
         return max(1, in_flight)
 
     def in_flight_slot(self) -> AbstractAsyncContextManager[object]:
@@ -183,13 +164,6 @@ class SharedLimits:
         from prefect.concurrency.asyncio import concurrency
 
         return concurrency(f"tag:{self.names.tag}", occupy=1, strict=True, lease_duration=60)
-
-    async def before_run(self) -> None:
-        """Take one token of the shared submission rate."""
-        if self.enabled:
-            from prefect.concurrency.asyncio import rate_limit
-
-            await rate_limit(self.names.run, strict=True)
 
 
 class Limiter:
@@ -205,7 +179,6 @@ class Limiter:
     async def run_call(self) -> AsyncIterator[None]:
         """Hold a place for one ``POST /v1/run``."""
         async with self.run_window.slot():
-            await self.shared.before_run()
             yield
 
     @asynccontextmanager
@@ -214,21 +187,31 @@ class Limiter:
         async with self.status_window.slot():
             yield
 
-    def share_status(self, lanes: int, of: int) -> None:
-        """Use ``lanes``/``of`` of the status budget: this run's share of the in-flight lanes.
+    def share(self, lanes: int, of: int) -> None:
+        """Use ``lanes``/``of`` of both request rates: this run's share of the in-flight slots.
 
-        Status calls are made only while a lane is held, and at most ``of`` lanes exist per
-        account (the server-side in-flight limit), so runs sharing an account stay within
-        the status budget together without asking the Prefect server before every call.
-        (A server-side token bucket per call costs a Prefect API round trip each and,
-        measured in benchmarks/throughput.py, let far fewer calls through than its rate.)
+        Submissions and status calls are made only while a lane is held, and at most ``of``
+        lanes exist per account (the server-side in-flight limit), so the runs sharing an
+        account stay within both rates together without asking the Prefect server before
+        every call. (A server-side token bucket per call costs a Prefect API round trip each
+        and, measured in benchmarks/throughput.py, let far fewer calls through than its rate.)
         """
         if self.shared.enabled:
-            self.status_window.resize(self.limits.status.requests * lanes // max(of, 1))
+            for window, limit in (
+                (self.run_window, self.limits.run),
+                (self.status_window, self.limits.status),
+            ):
+                window.resize(limit.requests * lanes // max(of, 1))
 
-    def status_quiet_in(self) -> float:
-        """Seconds until this run's status calls so far have left the API's window."""
-        return self.status_window.quiet_in() if self.shared.enabled else 0.0
+    def quiet_in(self) -> float:
+        """Seconds until this run's calls so far have left the API's windows.
+
+        A lane's slot is given back only then, so that the run that takes it next cannot
+        add its calls to ones still counted against the share that came with the slot.
+        """
+        if not self.shared.enabled:
+            return 0.0
+        return max(self.run_window.quiet_in(), self.status_window.quiet_in())
 
 
 Lane = Callable[[], AbstractAsyncContextManager[None]]
@@ -243,9 +226,9 @@ class Lanes:
     flow runs get them as soon as this one winds down. ``rows`` is how many rows will ask
     for a lane; each calls :meth:`finished` once it will not ask again.
 
-    The run's share of the status budget follows the lanes it holds (``on_change``); a
-    given-back slot is kept for ``cooldown()`` more seconds, until the status calls made
-    with its share have left the API's window.
+    The run's share of the request rates follows the lanes it holds (``on_change``); a
+    given-back slot is kept for ``cooldown()`` more seconds, until the calls made with its
+    share have left the API's windows.
     """
 
     def __init__(

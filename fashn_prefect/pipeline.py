@@ -349,8 +349,8 @@ async def run_manifest(
                 min(in_flight, max(needs_lane, 1)),
                 shared,
                 rows=needs_lane,
-                on_change=lambda held: rt.limiter.share_status(held, in_flight),
-                cooldown=rt.limiter.status_quiet_in,
+                on_change=lambda held: rt.limiter.share(held, in_flight),
+                cooldown=rt.limiter.quiet_in,
             )
             rt.lanes = lanes
             rows = await _run_jobs(rt, plan, lanes)
