@@ -16,17 +16,34 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check fashn_prefect flows tests
-	$(BIN)/ruff format --check fashn_prefect flows tests
+	$(BIN)/ruff check fashn_prefect flows tests benchmarks
+	$(BIN)/ruff format --check fashn_prefect flows tests benchmarks
 
 typecheck: install
 	$(BIN)/mypy fashn_prefect flows
 
 test: lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not reliability"
+
+# The reliability suite (tests/reliability): fault injection, SIGKILL + resume, S3 outages,
+# hostile input, path safety, secrets, a 2,000-row endurance run. Prints a scenarios x
+# invariants table; its fast property tests also run in `make test`.
+reliability: install
+	$(BIN)/python -m pytest -q tests/reliability
 
 demo: install
 	$(BIN)/fashn-prefect demo
+
+# Benchmarks (each prints a Markdown table); all tables are also kept in
+# benchmarks/results/latest.md (gitignored). About 14 minutes on 2 cores.
+bench: install
+	@mkdir -p benchmarks/results
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/planning.py
+	cat benchmarks/results/throughput.md benchmarks/results/overhead.md \
+		benchmarks/results/planning.md > benchmarks/results/latest.md
+	@echo "Tables saved to benchmarks/results/latest.md"
 
 emulator: install
 	$(BIN)/fashn-prefect emulator --port 8765

@@ -1,0 +1,205 @@
+"""Scenario 2: SIGKILL the ``fashn-prefect run`` process at six moments, re-running each time.
+
+The CLI runs in its own session (with Prefect's ephemeral server in a private
+PREFECT_HOME); the whole process group is killed while it submits, while it polls, while
+it collects outputs and right around the results-table write. After the kills, a run to
+completion, then a run with ``--resubmit-ambiguous``; both must satisfy the invariants.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import (
+    TIME_SCALE,
+    audit_tree,
+    check_invariants,
+    cli_env,
+    kill_session,
+    latest_results,
+    manifest_rows,
+    results_files,
+    scan_for_secret,
+    session_processes,
+    specs_of,
+    upload_images,
+    write_csv,
+)
+
+from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
+from fashn_prefect.storage import filesystem
+
+pytestmark = [pytest.mark.reliability, pytest.mark.timeout(900)]
+
+ROWS = 150
+CLI = str(Path(sys.executable).with_name("fashn-prefect"))
+
+
+def _start(manifest: str, output: str, env: dict[str, str], log: Path, *extra: str) -> Any:
+    handle = log.open("ab")
+    return subprocess.Popen(
+        [
+            CLI,
+            "run",
+            manifest,
+            "--output",
+            output,
+            "--time-scale",
+            str(TIME_SCALE),
+            "--quiet",
+            *extra,
+        ],
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _count(root: Path, folder: str) -> int:
+    base = root / folder
+    return sum(1 for p in base.iterdir() if not p.name.startswith(".")) if base.exists() else 0
+
+
+async def test_sigkill_at_random_moments_then_resume(
+    tmp_path: Path, secret_key: str, report
+) -> None:
+    rng = random.Random(2027)
+    out = tmp_path / "out"
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    log = tmp_path / "cli.log"
+    kills: list[dict[str, Any]] = []
+    with EmulatorServer(
+        EmulatorConfig(api_keys=(secret_key,), time_scale=TIME_SCALE, seed=23)
+    ) as emu:
+        models, garments = upload_images(emu.put_file)
+        manifest = write_csv(str(tmp_path / "manifest.csv"), manifest_rows(ROWS, models, garments))
+        specs = specs_of(manifest)
+        env = cli_env(home, emu.url, secret_key)
+
+        def created() -> int:
+            return len(emu.stats()["predictions"])
+
+        def status_calls() -> int:
+            return sum(v["status"] for v in emu.stats()["requests"].values())
+
+        # (phase, trigger built from the state when the attempt starts)
+        def after_new_predictions(n: int) -> Callable[[], Callable[[], bool]]:
+            def build() -> Callable[[], bool]:
+                start = created()
+                return lambda: created() >= start + n
+
+            return build
+
+        def after_status_calls(n: int) -> Callable[[], Callable[[], bool]]:
+            def build() -> Callable[[], bool]:
+                start = status_calls()
+                return lambda: status_calls() >= start + n
+
+            return build
+
+        def after_new_files(folder: str, n: int) -> Callable[[], Callable[[], bool]]:
+            def build() -> Callable[[], bool]:
+                start = _count(out, folder)
+                return lambda: _count(out, folder) >= start + n
+
+            return build
+
+        def when_all_collected() -> Callable[[], bool]:
+            return lambda: _count(out, "images") >= ROWS - 2
+
+        plan: list[tuple[str, Callable[[], Callable[[], bool]]]] = [
+            ("submitting", after_new_predictions(rng.randint(3, 12))),
+            ("polling", after_status_calls(rng.randint(20, 60))),
+            ("collecting", after_new_files("images", rng.randint(5, 20))),
+            ("submitting", after_new_predictions(rng.randint(15, 40))),
+            ("writing table", lambda: when_all_collected),
+            ("after table", after_new_files("results", 1)),
+        ]
+        for phase, build in plan:
+            trigger = build()
+            proc = _start(manifest, str(out), env, log)
+            deadline = time.monotonic() + 240
+            while proc.poll() is None and not trigger() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.15))
+            finished = proc.poll() is not None
+            kill_session(proc, signal.SIGKILL)
+            assert not session_processes(proc.pid), "processes survived the kill"
+            kills.append(
+                {
+                    "phase": phase,
+                    "killed": not finished,
+                    "predictions": created(),
+                    "images": _count(out, "images"),
+                    "tables": len(results_files(str(out))),
+                }
+            )
+            # Whatever the moment, nothing visible is partial or corrupt.
+            fs, root = filesystem(str(out))
+            audit_tree(fs, root)
+
+        final_proc = _start(manifest, str(out), env, log)
+        assert final_proc.wait(timeout=300) in (0, 1), log.read_text()[-3000:]
+        stats = emu.stats()
+        final_rows = latest_results(str(out))
+        final = check_invariants(specs, final_rows, stats, str(out))
+        resubmit = _start(manifest, str(out), env, log, "--resubmit-ambiguous")
+        assert resubmit.wait(timeout=300) == 0, log.read_text()[-3000:]
+        after_stats = emu.stats()
+        after = check_invariants(specs, latest_results(str(out)), after_stats, str(out))
+
+    fs, root = filesystem(str(out))
+    tree = audit_tree(fs, root)
+    # The private PREFECT_HOME holds the ephemeral server's database: logs, artifacts, states.
+    leaks = scan_for_secret(secret_key, texts=[log.read_text(errors="replace")], roots=[out, home])
+    result = report.scenario("2 SIGKILL + resume")
+    killed = [k for k in kills if k["killed"]]
+    result.counts.update(
+        {
+            "rows": ROWS,
+            "faults injected": f"{len(killed)} kills",
+            "retries": f"{len(plan) + 2} runs",
+            "duplicates": after.double_charged_rows,
+            "bytes stored": after.bytes_stored,
+        }
+    )
+    result.figures.update(
+        {
+            "rows": ROWS,
+            "kills": len(killed),
+            "phases": "/".join(k["phase"] for k in killed),
+            "predictions": len(stats["predictions"]),
+            **{f"final.{k}": v for k, v in final.summary().items()},
+            **{f"resubmit.{k}": v for k, v in after.summary().items()},
+            "tables": tree.get("parquet", 0),
+            "secret_hits": len(leaks),
+        }
+    )
+    result.invariants.update(
+        {
+            "final": "ok" if not final.problems else f"{len(final.problems)} violations",
+            "resubmit": "ok" if not after.problems else f"{len(after.problems)} violations",
+            "storage": "ok",
+            "secret": "ok" if not leaks else "LEAKED",
+        }
+    )
+    assert len(killed) >= 5, kills
+    assert not final.problems, final.problems[:20]
+    assert not after.problems, after.problems[:20]
+    assert not leaks, leaks
+    # Only rows whose submission's fate a kill made unknown may fail, and they say so.
+    assert all(r["ambiguous"] for r in final_rows if r["status"] == "failed"), [
+        (r["row_key"], r["error_name"]) for r in final_rows if r["status"] == "failed"
+    ]
+    assert after.statuses["failed"] == 0
+    assert after.double_charged_unflagged == 0 and after.unreported_charges == 0
