@@ -52,7 +52,20 @@ app.command(
 err = Console(stderr=True)
 
 
+def _where(exc: Exception) -> str:
+    """`` at scheme://host:port`` of the failed request, when known (never a query or key)."""
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        return ""
+    return f" at {url.scheme}://{url.netloc.decode()}"
+
+
 def _fail(message: str, hint: str, code: int = 2) -> None:
+    _fail_with(message, hint, code)
+
+
+def _fail_with(message: str, hint: str, code: int) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     err.print(f"[dim]hint: {hint}[/]", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -89,10 +102,29 @@ def _console_tracebacks_hidden() -> Iterator[None]:
 
 @contextmanager
 def _friendly_errors(command: str, json_output: bool = False) -> Iterator[None]:
-    """Turn every expected failure into one line plus a hint (exit 2), never a traceback."""
+    """Turn every expected failure into one line plus a hint, never a traceback.
+
+    Exit 2 when nothing was submitted, 1 when a submission had started before the failure.
+    """
+    import httpx
+
     from fashn_prefect import pipeline
-    from fashn_prefect.errors import ConfigurationError, FashnError
+    from fashn_prefect.errors import ConfigurationError, FashnError, StorageTimeout
     from fashn_prefect.manifest import ManifestError
+    from fashn_prefect.storage import is_storage_transport_error
+    from fashn_prefect.submit import posts_started
+
+    started = posts_started()
+
+    def fail(message: str, hint: str) -> None:
+        # Exit 2 promises that nothing was submitted; once a POST has started, be honest.
+        if posts_started() > started:
+            hint += (
+                "; some predictions may already have been submitted: run the same command "
+                "again to resume them (recorded rows are never submitted twice)"
+            )
+            _fail_with(message, hint, 1)
+        _fail_with(message, hint, 2)
 
     try:
         with _console_tracebacks_hidden():
@@ -105,25 +137,43 @@ def _friendly_errors(command: str, json_output: bool = False) -> Iterator[None]:
             print(json.dumps({"error": "ManifestInvalid", "problems": problems}))
         else:
             err.print(exc.report.format())
-        _fail(
+        fail(
             "the manifest has invalid rows; nothing was submitted",
             "fix the rows above, or pass --skip-invalid to run only the valid ones",
         )
     except pipeline.BudgetExceeded as exc:
-        _fail(str(exc), "raise --budget, top up credits, or run fewer rows")
+        fail(str(exc), "raise --budget, top up credits, or run fewer rows")
     except ManifestError as exc:
-        _fail(str(exc), "check the manifest URL and that it is CSV (UTF-8) or Parquet")
+        fail(str(exc), "check the manifest URL and that it is CSV (UTF-8) or Parquet")
     except ConfigurationError as exc:
-        _fail(
+        fail(
             str(exc),
             "set FASHN_API_KEY (and FASHN_BASE_URL for the emulator) or pass --credentials",
         )
+    except httpx.TransportError as exc:
+        fail(
+            f"cannot reach the FASHN API{_where(exc)}: {type(exc).__name__}: {exc}",
+            "check your network and FASHN_BASE_URL (unset it for the real API; for the "
+            "emulator start `fashn-prefect emulator` first)",
+        )
+    except StorageTimeout as exc:
+        fail(
+            f"StorageTimeout: {exc}",
+            "check that the --output location (and S3 endpoint) is reachable; nothing is "
+            "lost, run the same command again when it is",
+        )
     except (ValueError, FashnError, OSError) as exc:
-        _fail(f"{type(exc).__name__}: {exc}", f"see `fashn-prefect {command} --help`")
+        fail(f"{type(exc).__name__}: {exc}", f"see `fashn-prefect {command} --help`")
     except Exception as exc:  # the last resort: still one line, never a traceback
         if os.environ.get("FASHN_PREFECT_DEBUG"):
             raise
-        _fail(
+        if is_storage_transport_error(exc):
+            fail(
+                f"cannot reach the output storage: {type(exc).__name__}: {exc}",
+                "check the --output location, its endpoint and credentials, then run the "
+                "same command again",
+            )
+        fail(
             f"{type(exc).__name__}: {exc}",
             "set FASHN_PREFECT_DEBUG=1 to see the traceback, and check the Prefect logs",
         )

@@ -7,8 +7,6 @@ under ``{output}/images/{row}-{inputs}-{index}.{ext}``.
 
 from __future__ import annotations
 
-import asyncio
-
 from fashn_prefect.client import PredictionStatus
 from fashn_prefect.runtime import Runtime
 from fashn_prefect.storage import atomic_write, join, safe_name
@@ -27,6 +25,6 @@ async def collect_outputs(rt: Runtime, spec: RowSpec, status: PredictionStatus) 
     for index, ref in enumerate(status.output or []):
         fetched = await rt.client.fetch_output(ref)
         path = image_path(rt, spec, index, fetched.extension)
-        await asyncio.to_thread(atomic_write, rt.fs, path, fetched.data)
+        await rt.store("storing an output image", atomic_write, rt.fs, path, fetched.data)
         uris.append(rt.uri(path))
     return uris

@@ -161,6 +161,14 @@ class PredictionFailed(FashnError):
         super().__init__(f"{name}: {message}")
 
 
+class StorageTimeout(OSError):
+    """A storage operation (ledger, image, results table, report) did not finish in time.
+
+    An :class:`OSError`, so Prefect task retries treat it as transient. The operation may
+    still complete later in the background; callers must not assume it did not happen.
+    """
+
+
 class OutputUnavailable(FashnError):
     """An output could not be fetched: expired on the CDN, ``<base64>_expired``, or gone."""
 

@@ -44,7 +44,8 @@ from fashn_prefect.plan import Job, Plan, make_plan
 from fashn_prefect.poll import wait_for
 from fashn_prefect.report import RunReport, publish_summary, write_run_report
 from fashn_prefect.runtime import RunConfig, Runtime, lookup, register, unregister
-from fashn_prefect.submit import prepare, submit
+from fashn_prefect.storage import DEFAULT_STORAGE_TIMEOUT, bounded, is_storage_transport_error
+from fashn_prefect.submit import prepare, save_quietly, submit
 from fashn_prefect.validate import ValidationReport, validate_manifest
 from fashn_prefect.write import result_row, results_table, run_name, summarise, write_results
 
@@ -81,7 +82,8 @@ async def _is_transient(task: Task[..., Any], task_run: TaskRun, state: State[An
         return exc.retryable
     # Transport failures: the client raises these only when nothing was submitted, or while
     # polling; a retry resumes the recorded prediction instead of submitting a new one.
-    return isinstance(exc, httpx.TransportError | OSError)
+    # Storage failures (StorageTimeout is an OSError) leave the ledger safe to resume from.
+    return isinstance(exc, httpx.TransportError | OSError) or is_storage_transport_error(exc)
 
 
 def _lane(rt: Runtime) -> AbstractAsyncContextManager[None]:
@@ -110,7 +112,7 @@ async def predict(runtime_id: str, index: int) -> PredictionStatus:
         except NotFound as exc:
             attempt.status = record.status = "ambiguous"
             attempt.error_name, attempt.error_message = "NotFound", exc.message
-            await rt.save(record)
+            await save_quietly(rt, record)
             raise AmbiguousSubmission(
                 f"prediction {prediction_id} is no longer known to the API; its outcome "
                 "cannot be recovered and it is not resubmitted automatically"
@@ -124,7 +126,7 @@ async def predict(runtime_id: str, index: int) -> PredictionStatus:
         message = error.message if error else f"prediction ended as {status.status}"
         attempt.error_name, attempt.error_message = name, message
         record.status = "failed"
-        await rt.save(record)
+        await save_quietly(rt, record)
         raise PredictionFailed(name, message, prediction_id=prediction_id)
     await rt.save(record)
     return status
@@ -243,7 +245,7 @@ async def run_row(
         )
         if job.record is not None:
             job.record.status = "failed"
-            await rt.save(job.record)
+            await save_quietly(rt, job.record)
         return _row_from_record(job, "failed", error_name=name, error_message=message)
     return _row_from_record(job, "completed")
 
@@ -288,6 +290,7 @@ async def run_manifest(
     time_scale: float = 1.0,
     storage_options: dict[str, Any] | None = None,
     client_timeout: float | None = None,
+    storage_timeout: float = DEFAULT_STORAGE_TIMEOUT,
 ) -> dict[str, Any]:
     """Run every row of a manifest through the FASHN API and store images and results.
 
@@ -297,7 +300,10 @@ async def run_manifest(
     (default: on when ``PREFECT_API_URL`` is set) holds the limits on the Prefect server
     so that every flow run and worker sharing the account stays within them together.
     A row that failed with a permanent error for the same inputs in an earlier run is
-    reported again, not resubmitted, unless ``retry_failed`` is set.
+    reported again, not resubmitted, unless ``retry_failed`` is set. ``storage_timeout``
+    (seconds, default 120) bounds every storage write and ledger read the run waits for
+    (scaled up for large results tables and galleries); a store that does not answer in
+    time fails that step with ``StorageTimeout`` instead of hanging the run.
     """
     log = get_run_logger()
     options = storage_options or {}
@@ -307,12 +313,16 @@ async def run_manifest(
     if not report.ok and not skip_invalid:
         log.error("Manifest has invalid rows; nothing was submitted.\n%s", report.format(50))
         raise ManifestInvalid(report)
-    plan = make_plan(
-        report.rows,
-        output,
-        resubmit_ambiguous=resubmit_ambiguous,
-        retry_failed=retry_failed,
-        storage_options=options,
+    plan = await bounded(
+        _bulk_timeout(storage_timeout, len(report.rows)),
+        "reading earlier results and the ledger",
+        lambda: make_plan(
+            report.rows,
+            output,
+            resubmit_ambiguous=resubmit_ambiguous,
+            retry_failed=retry_failed,
+            storage_options=options,
+        ),
     )
     summary = _plan_summary(report, plan)
     log.info("Plan: %s", summary)
@@ -337,12 +347,16 @@ async def run_manifest(
                 f"estimated {plan.estimated_credits} credits exceeds the account balance of "
                 f"{balance_before.total}; nothing was submitted"
             )
-        config = RunConfig(output, time_scale, retries, retry_delay * time_scale, options)
+        config = RunConfig(
+            output, time_scale, retries, retry_delay * time_scale, options, storage_timeout
+        )
         rt = Runtime(config, client, Limiter(limits, shared), flow_run.id, _progress_listener)
         rt.jobs = plan.jobs
-        # Not the account tag: the lanes already hold its slots, and a task carrying it
-        # would wait for a second slot of the same limit (a deadlock once lanes hold all).
-        rt.task_tags = ["fashn", creds.account_id]
+        # No tags on the row tasks: the lanes already hold the account tag's slots (a task
+        # carrying it would wait for a second slot of the same limit, a deadlock once the
+        # lanes hold them all), and Prefect asks the server for the concurrency limits of
+        # every tagged task run, which delayed the first submission by 2-3 s (benchmarks).
+        rt.task_tags = []
         register(rt)
         try:
             lanes = Lanes(
@@ -361,8 +375,14 @@ async def run_manifest(
     rows.sort(key=lambda r: r["row"])
     name = run_name(started, flow_run.id)
     table = results_table(rows, flow_run.id, started)
-    written = write_results(table, output, name, csv=write_csv, storage_options=options)
-    gallery = await _write_gallery(table, output, name, options)
+    written = await bounded(
+        _bulk_timeout(storage_timeout, len(rows)),
+        "writing the results table",
+        lambda: write_results(table, output, name, csv=write_csv, storage_options=options),
+    )
+    gallery = await _write_gallery(
+        table, output, name, options, _bulk_timeout(storage_timeout, len(rows))
+    )
     elapsed = (datetime.now(UTC) - started).total_seconds()
     totals = summarise(rows)
     run_report = RunReport(
@@ -382,7 +402,9 @@ async def run_manifest(
         limits={"max_in_flight": in_flight, "run": run_limit, "status": status_limit},
         gallery=gallery,
     )
-    write_run_report(run_report, output, options)
+    await bounded(
+        storage_timeout, "writing the run report", write_run_report, run_report, output, options
+    )
     await publish_summary(run_report)
     return run_report.as_dict()
 
@@ -445,13 +467,22 @@ async def _dry_run_balance(
     return {"dry_run": True, "balance": balance.total}
 
 
-async def _write_gallery(table: Any, output: str, name: str, options: dict[str, Any]) -> str | None:
+def _bulk_timeout(timeout: float, rows: int) -> float:
+    """The storage timeout for a step whose work grows with the run: one per 500 rows."""
+    return timeout * max(1.0, rows / 500)
+
+
+async def _write_gallery(
+    table: Any, output: str, name: str, options: dict[str, Any], timeout: float
+) -> str | None:
     """Write the review gallery; a failure here is logged and never fails the run."""
     from fashn_prefect.gallery import write_gallery
 
     try:
-        return await asyncio.to_thread(
-            write_gallery, table, output, name, options, fetch_remote=True
+        return await bounded(
+            timeout,
+            "writing the review gallery",
+            lambda: write_gallery(table, output, name, options, fetch_remote=True),
         )
     except Exception as exc:
         get_run_logger().warning(

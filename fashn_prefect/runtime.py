@@ -6,16 +6,17 @@ look the live objects up here.
 
 from __future__ import annotations
 
-import asyncio
+import itertools
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fashn_prefect.client import FashnClient
-from fashn_prefect.ledger import Ledger, RowRecord
+from fashn_prefect.ledger import Ledger, RowRecord, utc_now
 from fashn_prefect.limits import Lanes, Limiter
-from fashn_prefect.storage import filesystem, join
+from fashn_prefect.storage import DEFAULT_STORAGE_TIMEOUT, atomic_write, bounded, filesystem, join
 
 if TYPE_CHECKING:
     from fashn_prefect.plan import Job
@@ -32,6 +33,7 @@ class RunConfig:
     retries: int = 3
     retry_delay: float = 10.0
     storage_options: dict[str, Any] = field(default_factory=dict)
+    storage_timeout: float = DEFAULT_STORAGE_TIMEOUT
 
 
 @dataclass
@@ -65,16 +67,39 @@ class Runtime:
         self.images_root = join(root, IMAGES_DIR)
         self.stats = RunStats()
         self.jobs: list[Job] = []
-        self.task_tags: list[str] = ["fashn"]
+        self.task_tags: list[str] = []
         # The account's in-flight lanes; a prediction holds one from its POST until it is
         # seen terminal (None: no in-flight limit, e.g. in unit tests).
         self.lanes: Lanes | None = None
         self.id = uuid.uuid4().hex
+        self._saves = itertools.count()
+        self._row_locks: dict[str, threading.Lock] = {}
+        self._written: dict[str, int] = {}
 
     async def save(self, record: RowRecord) -> None:
-        """Write a ledger record without blocking the event loop."""
+        """Write a ledger record without blocking the event loop, within the storage timeout.
+
+        Raises :class:`~fashn_prefect.errors.StorageTimeout` when storage does not answer
+        in time. A timed-out write may still land later, but never over a newer record of
+        the same row: writes of one row are serialised and a stale one is dropped.
+        """
         record.flow_run_id = self.flow_run_id
-        await asyncio.to_thread(self.ledger.save, record)
+        record.updated_at = utc_now()
+        key, data, number = record.row_key, record.to_json(), next(self._saves)
+        lock = self._row_locks.setdefault(key, threading.Lock())
+
+        def write() -> None:
+            with lock:
+                if self._written.get(key, -1) > number:
+                    return
+                atomic_write(self.ledger.fs, self.ledger.path(key), data)
+                self._written[key] = number
+
+        await bounded(self.config.storage_timeout, "saving a row's ledger record", write)
+
+    async def store(self, what: str, func: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking storage call off the event loop, within the storage timeout."""
+        return await bounded(self.config.storage_timeout, what, func, *args)
 
     def uri(self, path: str) -> str:
         """A full URL (with protocol) for a path on the output filesystem."""

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import re
+import threading
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from fashn_prefect.errors import StorageTimeout
+
+T = TypeVar("T")
+
+DEFAULT_STORAGE_TIMEOUT = 120.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -61,3 +70,53 @@ def is_hidden(path: str) -> bool:
     """True for temporary or hidden objects that readers must ignore."""
     name = path.rstrip("/").rsplit("/", 1)[-1]
     return name.startswith(".") or name.startswith("_")
+
+
+async def bounded(timeout: float | None, what: str, func: Callable[..., T], *args: Any) -> T:
+    """Run the blocking storage call ``func(*args)`` in a thread, for at most ``timeout`` s.
+
+    Raises :class:`~fashn_prefect.errors.StorageTimeout` (an ``OSError``) naming ``what``
+    when the call has not returned in time. The call runs in its own daemon thread, so a
+    store that never answers can neither exhaust the event loop's thread pool nor keep
+    the process alive at exit; an abandoned call may still finish later.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def work() -> None:
+        try:
+            result = func(*args)
+        except BaseException as exc:
+            error = exc
+            _call_soon(loop, lambda: settle(lambda: future.set_exception(error)))
+        else:
+            _call_soon(loop, lambda: settle(lambda: future.set_result(result)))
+
+    threading.Thread(target=work, name=f"storage: {what}", daemon=True).start()
+    try:
+        return await asyncio.wait_for(future, timeout)
+    except TimeoutError:
+        raise StorageTimeout(
+            f"storage did not answer within {timeout:g} s while {what}; check that the "
+            "output location is reachable (raise storage_timeout for slow stores)"
+        ) from None
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    # RuntimeError: the loop has closed, so nobody is waiting for this call any more.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
+
+
+def is_storage_transport_error(exc: object) -> bool:
+    """True for botocore's connection and timeout errors (not OSErrors) from S3 storage."""
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+    except ImportError:  # botocore comes only with the s3 extra
+        return False
+    return isinstance(exc, BotoConnectionError | HTTPClientError)

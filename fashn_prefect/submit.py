@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import httpx
@@ -12,6 +13,14 @@ from fashn_prefect.inputs import prepare_inputs
 from fashn_prefect.ledger import Attempt, RowRecord, utc_now
 from fashn_prefect.runtime import Runtime
 from fashn_prefect.validate import RowSpec
+
+logger = logging.getLogger(__name__)
+_posts_started = 0
+
+
+def posts_started() -> int:
+    """How many ``POST /v1/run`` requests this process has started (each may be charged)."""
+    return _posts_started
 
 
 class InputPreparationError(Exception):
@@ -49,29 +58,59 @@ async def submit(
     try:
         async with rt.limiter.run_call():
             attempt.submitted_at = utc_now()
+            previous_status = record.status
             record.attempts.append(attempt)
             record.status = "submitting"
-            await rt.save(record)
+            try:
+                await rt.save(record)
+            except BaseException:
+                # No recorded intent, no request: the attempt never happened. (A timed-out
+                # write may still land later; it then reads as ambiguous, never resent.)
+                record.attempts.remove(attempt)
+                record.status = previous_status
+                raise
+            global _posts_started
+            _posts_started += 1
             prediction_id = await rt.client.run(spec.model_name, inputs)
     except AmbiguousSubmission as exc:
         attempt.status = record.status = "ambiguous"
         attempt.error_name, attempt.error_message = "AmbiguousSubmission", exc.message
-        await rt.save(record)
+        await save_quietly(rt, record)
         raise
     except APIError as exc:
         attempt.status, record.status = "rejected", "failed"
         attempt.error_name, attempt.error_message = exc.name, exc.message
-        await rt.save(record)
+        await save_quietly(rt, record)
         raise
     except httpx.TransportError as exc:
         # The client raises transport errors from run() only when the request never left
         # (connect failures); anything after sending becomes AmbiguousSubmission.
         attempt.status, record.status = "rejected", "failed"
         attempt.error_name, attempt.error_message = type(exc).__name__, str(exc)
-        await rt.save(record)
+        await save_quietly(rt, record)
         raise
     attempt.prediction_id = prediction_id
     attempt.status = record.status = "submitted"
-    await rt.save(record)
     rt.stats.submitted += 1
+    # If this write fails, the in-memory record keeps the id, so a task retry resumes
+    # polling it; the ledger on storage still says "submitting", which a later run
+    # reports as ambiguous. Either way the row is never submitted twice.
+    await rt.save(record)
     return prediction_id
+
+
+async def save_quietly(rt: Runtime, record: RowRecord) -> None:
+    """Save ``record`` on an error path, so a storage failure never hides the first error.
+
+    The ledger on storage then keeps an earlier state, which is always safe to resume
+    from: ``submitting`` reads as ambiguous, ``submitted`` resumes polling.
+    """
+    try:
+        await rt.save(record)
+    except Exception as exc:
+        logger.warning(
+            "Could not update the ledger for row %r: %s: %s",
+            record.row_key,
+            type(exc).__name__,
+            exc,
+        )
