@@ -91,7 +91,10 @@ def _decode_csv(raw: bytes, url: str) -> tuple[tuple[dict[str, Any], ...], tuple
     if "\x00" in text:
         raise ManifestError(f"Manifest {url} contains NUL bytes: it is not a text CSV file.")
     sep = "\t" if url.lower().endswith(".tsv") else ","
-    header = next(csv.reader(io.StringIO(text), delimiter=sep), [])
+    try:
+        header = next(csv.reader(io.StringIO(text), delimiter=sep), [])
+    except csv.Error as exc:  # e.g. a lone carriage return inside the header
+        raise ManifestError(f"Manifest {url} has an unreadable header row: {exc}") from None
     _check_columns(tuple(c.strip() for c in header), url)
     try:
         frame = pd.read_csv(

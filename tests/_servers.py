@@ -14,13 +14,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -165,22 +163,3 @@ class PrefectServer:
             stop(child)
         if self.proc is not None:
             stop(self.proc)
-
-
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """A real Prefect server (SQLite) for the whole session."""
-    server = PrefectServer(tmp_path_factory.mktemp("prefect-home"), free_port())
-    try:
-        yield server.start()
-    finally:
-        server.close()
-
-
-@pytest.fixture(scope="session")
-def prefect_api(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
-    """Point this test process's Prefect client at the session server."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
-        yield prefect_server

@@ -89,9 +89,12 @@ CELL = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     TEXT,
 )
+# Derandomized so every CI run checks the same examples (no flaky red builds); run with
+# --hypothesis-seed=random (or edit this) to explore new ones locally.
 FAST = settings(
     max_examples=150,
     deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 
@@ -274,9 +277,15 @@ def test_hostile_values_in_a_valid_shape_never_pass_unchecked(
         writer = csv.DictWriter(handle, fieldnames=list(row))
         writer.writeheader()
         writer.writerow(row)
-    report = validate_manifest(read_manifest(str(path)))
-    _check_report(report, 1)
     OUTCOMES["examples"] += 1
+    try:
+        manifest = read_manifest(str(path))
+    except ManifestError as exc:  # e.g. a NUL byte in a cell: the file is refused as a whole
+        assert "\n" not in str(exc) and str(path) in str(exc), str(exc)
+        OUTCOMES["file_errors"] += 1
+        return
+    report = validate_manifest(manifest)
+    _check_report(report, 1)
     OUTCOMES["reports"] += 1
     OUTCOMES["valid_rows_planned"] += len(report.rows)
     OUTCOMES["invalid_rows_reported"] += len(report.invalid_rows)
