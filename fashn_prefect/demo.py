@@ -14,9 +14,14 @@ import io
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fashn_prefect.demo_images import garment, model
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from fashn_prefect.audit import AuditReport
 
 DEMO_TIME_SCALE = 0.1
 
@@ -121,17 +126,25 @@ def run_demo(output: Path) -> dict[str, Any]:
         again = asyncio.run(run_catalog(str(catalog), str(root), **options))
         console.print(f"[bold]second run[/] {again['message']}")
         stats = emulator.stats()
-    stats["submitted_first"] = submitted_first
     audit = run_audit(str(root))
     summary: dict[str, Any] = first["run"]
-    print_summary(console, summary, stats, audit, time.monotonic() - started)
+    print_summary(console, summary, stats, submitted_first, audit, time.monotonic() - started)
     return summary
 
 
 def print_summary(
-    console: Any, summary: dict[str, Any], stats: dict[str, Any], audit: Any, wall: float
+    console: Console,
+    summary: dict[str, Any],
+    stats: dict[str, Any],
+    submitted_first: int,
+    audit: AuditReport,
+    wall: float,
 ) -> None:
-    """The demo's closing table: rows by status, credits, throughput and where things went."""
+    """The demo's closing table: rows by status, credits, throughput and where things went.
+
+    ``stats`` are the emulator's after both catalog runs; ``submitted_first`` is how many
+    predictions it had seen after the first.
+    """
     from rich.table import Table
 
     totals = summary["totals"]
@@ -153,8 +166,8 @@ def print_summary(
     total = len(stats["predictions"])
     table.add_row(
         "submissions",
-        f"{total}: first run {stats['submitted_first']}, re-run of the "
-        f"unchanged catalog {total - stats['submitted_first']}",
+        f"{total}: first run {submitted_first}, re-run of the "
+        f"unchanged catalog {total - submitted_first}",
     )
     anomalies = ", ".join(f"{k} {v}" for k, v in audit.anomaly_counts().items()) or "none"
     table.add_row(

@@ -90,6 +90,10 @@ def _lane(rt: Runtime) -> AbstractAsyncContextManager[None]:
     return rt.lanes.lane() if rt.lanes is not None else nullcontext()
 
 
+# The row tasks carry no tags. The lanes already hold the account tag's slots (a task
+# carrying it would wait for a second slot of the same limit, a deadlock once the lanes
+# hold them all), and Prefect asks the server for the concurrency limits of every tagged
+# task run, which delayed the first submission by 2-3 s (benchmarks/throughput.py).
 @task(name="fashn-predict", cache_policy=NO_CACHE, persist_result=False)
 async def predict(runtime_id: str, index: int) -> PredictionStatus:
     """Submit (or resume) one row's prediction and wait until it is terminal."""
@@ -216,7 +220,6 @@ async def run_row(
                 retry_delay_seconds=[rt.config.retry_delay * 2**i for i in range(rt.config.retries)]
                 or 0,
                 retry_condition_fn=_is_transient,
-                tags=rt.task_tags,
             )
             state: State[PredictionStatus] = await cast(
                 Awaitable[State[PredictionStatus]], predictor(rt.id, index, return_state=True)
@@ -233,7 +236,6 @@ async def run_row(
         retries=3,
         retry_delay_seconds=[d * rt.config.time_scale for d in (1.0, 2.0, 4.0)],
         retry_condition_fn=_is_transient,
-        tags=rt.task_tags,
     )
     collected: State[list[str]] = await cast(
         Awaitable[State[list[str]]], collector(rt.id, index, status, return_state=True)
@@ -352,11 +354,6 @@ async def run_manifest(
         )
         rt = Runtime(config, client, Limiter(limits, shared), flow_run.id, _progress_listener)
         rt.jobs = plan.jobs
-        # No tags on the row tasks: the lanes already hold the account tag's slots (a task
-        # carrying it would wait for a second slot of the same limit, a deadlock once the
-        # lanes hold them all), and Prefect asks the server for the concurrency limits of
-        # every tagged task run, which delayed the first submission by 2-3 s (benchmarks).
-        rt.task_tags = []
         register(rt)
         try:
             lanes = Lanes(

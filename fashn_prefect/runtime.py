@@ -67,7 +67,6 @@ class Runtime:
         self.images_root = join(root, IMAGES_DIR)
         self.stats = RunStats()
         self.jobs: list[Job] = []
-        self.task_tags: list[str] = []
         # The account's in-flight lanes; a prediction holds one from its POST until it is
         # seen terminal (None: no in-flight limit, e.g. in unit tests).
         self.lanes: Lanes | None = None
