@@ -399,8 +399,9 @@ async def test_key_never_logged_or_in_errors(
 async def test_rate_limit_window_waits_for_retry_after(
     fashn_emulator_factory: Callable[..., Any],
 ) -> None:
-    # 2 credits requests per 30 emulated s = 0.3 real s: the third call must wait for a slot.
-    emulator = fashn_emulator_factory(api_keys=(KEY,), time_scale=0.01, credits_limit=(2, 30.0))
+    # 2 credits requests per 100 emulated s = 1 real s: the third call must wait for a slot.
+    # (A 0.3 s window was flaky on a loaded machine: two slow calls left < 0.1 s to wait.)
+    emulator = fashn_emulator_factory(api_keys=(KEY,), time_scale=0.01, credits_limit=(2, 100.0))
     retry_afters: list[float] = []
 
     async def on_response(response: httpx.Response) -> None:
