@@ -64,10 +64,13 @@ class SlidingWindow:
 
     A call counts from when it starts until ``limit.seconds`` after it *finishes*, so the
     server, which sees each request somewhere in between, can never count one too many.
+    ``clock`` gives the current time in seconds (the event loop's clock; tests pass a
+    virtual one).
     """
 
-    def __init__(self, limit: RateLimit) -> None:
+    def __init__(self, limit: RateLimit, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
+        self._clock = clock
         self._finished: deque[float] = deque()
         self._active = 0
         self._cond = asyncio.Condition()
@@ -82,14 +85,14 @@ class SlidingWindow:
             return self.limit.seconds
         if not self._finished:
             return 0.0
-        return max(0.0, self._finished[-1] + self.limit.seconds - time.monotonic())
+        return max(0.0, self._finished[-1] + self.limit.seconds - self._clock())
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one call's place in the window."""
         async with self._cond:
             while True:
-                now = time.monotonic()
+                now = self._clock()
                 while self._finished and now - self._finished[0] >= self.limit.seconds:
                     self._finished.popleft()
                 if len(self._finished) + self._active < self.limit.requests:
@@ -106,7 +109,7 @@ class SlidingWindow:
         finally:
             async with self._cond:
                 self._active -= 1
-                self._finished.append(time.monotonic())
+                self._finished.append(self._clock())
                 self._cond.notify_all()
 
 
@@ -169,11 +172,16 @@ class SharedLimits:
 class Limiter:
     """Everything a flow run needs to stay within the API limits."""
 
-    def __init__(self, limits: ApiLimits, shared: SharedLimits) -> None:
+    def __init__(
+        self,
+        limits: ApiLimits,
+        shared: SharedLimits,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limits = limits
         self.shared = shared
-        self.run_window = SlidingWindow(limits.run)
-        self.status_window = SlidingWindow(limits.status)
+        self.run_window = SlidingWindow(limits.run, clock)
+        self.status_window = SlidingWindow(limits.status, clock)
 
     @asynccontextmanager
     async def run_call(self) -> AsyncIterator[None]:
