@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fashn_prefect.ledger import Ledger
+from fashn_prefect.ledger import Ledger, RowRecord
 from fashn_prefect.manifest import Manifest, read_manifest
 from fashn_prefect.plan import Job, make_plan
 from fashn_prefect.results import read_results
@@ -173,7 +173,7 @@ def plan_backfill(
     for job in plan.jobs:
         if job.record is None:
             record = records.get(job.spec.row_key)
-            if record is not None and record.inputs_hash == job.spec.inputs_hash:
+            if isinstance(record, RowRecord) and record.inputs_hash == job.spec.inputs_hash:
                 job.record = record
     spent, _ = _spent_before(plan.jobs, output_url, options)
     todo = [j for j in plan.jobs if j.action != "skip"]

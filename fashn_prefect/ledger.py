@@ -88,8 +88,13 @@ class Ledger:
         record.updated_at = utc_now()
         atomic_write(self.fs, self.path(record.row_key), record.to_json())
 
-    def load_many(self, row_keys: list[str]) -> dict[str, RowRecord]:
-        """Records for those of ``row_keys`` that have one (one listing, then batched reads)."""
+    def load_many(self, row_keys: list[str]) -> dict[str, RowRecord | UnreadableRecord]:
+        """Records for those of ``row_keys`` that have one (one listing, then batched reads).
+
+        A record that exists but cannot be read or parsed (damaged, truncated, a storage
+        error) comes back as an :class:`UnreadableRecord`, never as "no record": the row
+        may have been submitted, so it must not be planned as new.
+        """
         try:
             existing = set(self.fs.ls(self.root, detail=False))
         except FileNotFoundError:
@@ -98,16 +103,39 @@ class Ledger:
         wanted = {self.path(k): k for k in row_keys if f"{safe_name(k)}.json" in existing}
         if not wanted:
             return {}
-        contents = self.fs.cat(list(wanted), on_error="omit")
-        records: dict[str, RowRecord] = {}
+        contents = self.fs.cat(list(wanted), on_error="return")
+        records: dict[str, RowRecord | UnreadableRecord] = {}
         for path, data in contents.items():
             key = wanted.get(path) or wanted.get(path.rstrip("/"))
-            if key is None or not isinstance(data, bytes):
+            if key is None or isinstance(data, FileNotFoundError):
+                continue
+            shown = self.fs.unstrip_protocol(self.path(key))
+            if isinstance(data, BaseException):
+                records[key] = UnreadableRecord(key, shown, f"{type(data).__name__}: {data}")
                 continue
             try:
                 record = RowRecord.from_json(data)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, AttributeError) as exc:
+                records[key] = UnreadableRecord(key, shown, f"{type(exc).__name__}: {exc}")
                 continue
             if record.row_key == key:
                 records[key] = record
         return records
+
+
+@dataclass(frozen=True)
+class UnreadableRecord:
+    """A row's ledger record that exists but could not be read: its row's fate is unknown."""
+
+    row_key: str
+    path: str
+    problem: str
+
+    def describe(self) -> str:
+        """What went wrong and what the user can do, for the results table."""
+        return (
+            f"the ledger record {self.path} for row {self.row_key!r} could not be read "
+            f"({self.problem}); an earlier submission may exist and may have been charged, "
+            "so the row is not submitted again. Re-run once the storage answers, or, if the "
+            "record is damaged, re-run with resubmit_ambiguous to submit the row again"
+        )

@@ -201,7 +201,8 @@ async def run_row(
             "failed",
             error_name="AmbiguousSubmission",
             ambiguous=True,
-            error_message="an earlier submission's outcome is unknown (it may have been "
+            error_message=job.problem
+            or "an earlier submission's outcome is unknown (it may have been "
             "charged); re-run with resubmit_ambiguous to submit it again",
         )
     if job.action == "recover":
@@ -328,6 +329,9 @@ async def run_manifest(
     )
     summary = _plan_summary(report, plan)
     log.info("Plan: %s", summary)
+    for job in plan.jobs:
+        if job.problem:
+            log.warning("Row %r: %s", job.spec.row_key, job.problem)
     if budget is not None and plan.estimated_credits > budget:
         raise BudgetExceeded(
             f"estimated {plan.estimated_credits} credits exceeds the budget of {budget}; "

@@ -6,8 +6,9 @@
   table reported it (the previous run died before writing one).
 * ``resume``: the ledger has a prediction id whose outputs were never stored: poll it
   again (and collect its outputs) instead of submitting a new one.
-* ``ambiguous``: the ledger shows a submission whose fate is unknown; it is reported as
-  failed and never resent unless ``resubmit_ambiguous`` is set.
+* ``ambiguous``: the ledger shows a submission whose fate is unknown, or the row's ledger
+  record exists but cannot be read; it is reported as failed and never resent unless
+  ``resubmit_ambiguous`` is set.
 * ``failed``: the row failed with a permanent error (``ImageLoadError``,
   ``ContentModerationError``, ``PoseError``, ``InputValidationError``, ``BadRequest``) for
   these same inputs; the same inputs would fail again, so the earlier failure is reported
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fashn_prefect.errors import PERMANENT_ERRORS
-from fashn_prefect.ledger import Ledger, RowRecord
+from fashn_prefect.ledger import Ledger, RowRecord, UnreadableRecord
 from fashn_prefect.results import completed_rows
 from fashn_prefect.validate import RowSpec
 
@@ -37,6 +38,8 @@ class Job:
     action: Action
     record: RowRecord | None = None
     previous: dict[str, Any] | None = None
+    problem: str | None = None
+    """Why the row is ambiguous when its ledger record could not be read."""
 
 
 @dataclass
@@ -79,7 +82,10 @@ def make_plan(
             plan.jobs.append(Job(spec, "skip", previous=previous))
             continue
         record = records.get(spec.row_key)
-        if record is None or record.inputs_hash != spec.inputs_hash:
+        if isinstance(record, UnreadableRecord):
+            action: Action = "submit" if resubmit_ambiguous else "ambiguous"
+            plan.jobs.append(Job(spec, action, problem=record.describe()))
+        elif record is None or record.inputs_hash != spec.inputs_hash:
             plan.jobs.append(Job(spec, "submit"))
         else:
             action = _action_for(record, resubmit_ambiguous, retry_failed)
