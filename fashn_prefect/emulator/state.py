@@ -106,6 +106,14 @@ class EmulatorState:
         self.peak_in_flight = 0
         self.credits_charged = 0
 
+    def forget_predictions(self) -> None:
+        """Forget every prediction so far: their status calls answer 404 NotFound.
+
+        The real API answers so for ids it no longer tracks; credits already charged stay.
+        """
+        self.predictions.clear()
+        self.active.clear()
+
     # -- counters ---------------------------------------------------------------------------
     def count_request(self, key_id: str, endpoint: str) -> None:
         """Count one authenticated request to run/status/credits."""
