@@ -34,6 +34,12 @@ SLOW = {
 }
 
 
+# A million real seconds per emulated second: the emulated clock stands still during a
+# test, so every request falls into one window however slowly the machine runs; tests
+# move the clock with advance_clock.
+FROZEN = 1e6
+
+
 def api(server: EmulatorServer, key: str | None = None) -> httpx.Client:
     return httpx.Client(
         base_url=server.url,
@@ -54,16 +60,17 @@ def test_sliding_window_limiter_unit() -> None:
 
 
 def test_run_limit_50_per_minute(fashn_emulator_factory: Callable[..., EmulatorServer]) -> None:
-    server = fashn_emulator_factory(time_scale=0.1, max_in_flight=1000)
+    server = fashn_emulator_factory(time_scale=FROZEN, max_in_flight=1000)
     with api(server) as client:
         codes = [client.post("/v1/run", json=REMOVE) for _ in range(51)]
         assert [r.status_code for r in codes[:50]] == [200] * 50
         rejected = codes[50]
         assert rejected.status_code == 429
         assert rejected.json() == {"error": "RateLimitExceeded", "message": "Too many requests"}
+        # Retry-After is in real seconds: the whole 60 s window, on this time scale.
         retry_after = float(rejected.headers["Retry-After"])
-        assert 0 < retry_after <= 60 * 0.1
-        server.advance_clock(61)
+        assert retry_after == pytest.approx(60 * FROZEN, rel=1e-3)
+        server.advance_clock(60)
         assert client.post("/v1/run", json=REMOVE).status_code == 200
     stats = server.stats()
     assert stats["rejected"]["RateLimitExceeded"] == 1
@@ -71,7 +78,7 @@ def test_run_limit_50_per_minute(fashn_emulator_factory: Callable[..., EmulatorS
 
 
 def test_status_limit_50_per_10s(fashn_emulator_factory: Callable[..., EmulatorServer]) -> None:
-    server = fashn_emulator_factory(time_scale=0.1)
+    server = fashn_emulator_factory(time_scale=FROZEN)
     with api(server) as client:
         pid = client.post("/v1/run", json=REMOVE).json()["id"]
         responses = [client.get(f"/v1/status/{pid}") for _ in range(51)]
@@ -81,10 +88,13 @@ def test_status_limit_50_per_10s(fashn_emulator_factory: Callable[..., EmulatorS
         assert "Retry-After" in responses[50].headers
         # Per key: run and credits are limited separately.
         assert client.get("/v1/credits").status_code == 200
+        assert client.get(f"/v1/status/{pid}").status_code == 429  # still in the window
+        server.advance_clock(10)  # the first 50 calls leave the window
+        assert client.get(f"/v1/status/{pid}").status_code == 200
 
 
 def test_credits_limit_30_per_10s(fashn_emulator_factory: Callable[..., EmulatorServer]) -> None:
-    server = fashn_emulator_factory(time_scale=0.1)
+    server = fashn_emulator_factory(time_scale=FROZEN)
     with api(server) as client:
         responses = [client.get("/v1/credits") for _ in range(31)]
     assert all(r.status_code == 200 for r in responses[:30])
@@ -97,7 +107,10 @@ def test_limits_are_per_key_and_retry_after_can_be_disabled(
     fashn_emulator_factory: Callable[..., EmulatorServer],
 ) -> None:
     server = fashn_emulator_factory(
-        api_keys=("fa-key-one", "fa-key-two"), credits_limit=(2, 10.0), send_retry_after=False
+        api_keys=("fa-key-one", "fa-key-two"),
+        credits_limit=(2, 10.0),
+        send_retry_after=False,
+        time_scale=FROZEN,
     )
     with api(server, "fa-key-one") as one, api(server, "fa-key-two") as two:
         assert [one.get("/v1/credits").status_code for _ in range(3)] == [200, 200, 429]

@@ -141,7 +141,14 @@ def test_webhook_gives_up_after_five_retries(
     receiver = receiver_factory(100)
     submit(server, receiver.url, {"image": IMG})
     hook = wait_webhook(server, 6)
-    time.sleep(0.4)  # longer than any remaining retry delay at this time scale
+    # Move the emulated clock past any retry delay, then wait until the prediction's
+    # worker (which delivers its webhook) has ended: a seventh attempt would be counted.
+    server.advance_clock(10_000)
+    tasks = server.app.emulator.state.tasks
+    deadline = time.monotonic() + 10
+    while tasks:
+        assert time.monotonic() < deadline, "the webhook worker never ended"
+        time.sleep(0.01)
     assert server.stats()["predictions"][0]["webhook"] == {
         "url": receiver.url,
         "attempts": 6,
