@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint typecheck test demo emulator bench reliability lock clean
+.PHONY: install lint typecheck test mutation demo emulator bench reliability lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ test: lint typecheck
 # invariants table; its fast property tests also run in `make test`.
 reliability: install
 	$(BIN)/python -m pytest -q tests/reliability
+
+# A short mutation run (tests/mutation/run_mutants.py): hand-picked one-line regressions
+# of limits, plan, ledger, submit, poll and the client's retry decisions, each run against
+# the tests that should notice it. Prints a mutant x killed/survived table and the kill rate.
+mutation: install
+	$(BIN)/python tests/mutation/run_mutants.py
 
 demo: install
 	$(BIN)/fashn-prefect demo

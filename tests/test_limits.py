@@ -376,3 +376,23 @@ def test_lanes_work_on_with_the_slots_that_could_be_taken() -> None:
         return done
 
     assert run_virtual(main) == 4
+
+
+def test_lanes_count_busy_lanes_as_used_by_the_rows_holding_them() -> None:
+    async def main(loop: VirtualTimeLoop) -> list[int]:
+        shared = RecordingShared(6, loop)
+        seen: list[int] = []
+        async with Lanes(3, shared, rows=3) as lanes:
+            await asyncio.sleep(1)
+            async with lanes.lane():  # the last row still running
+                seen.append(shared.held)
+                lanes.finished()  # two rows end without needing a lane again
+                lanes.finished()
+                await asyncio.sleep(1)
+                seen.append(shared.held)  # only the busy lane is still needed
+            lanes.finished()
+            await asyncio.sleep(1)
+            seen.append(shared.held)
+        return seen
+
+    assert run_virtual(main) == [3, 1, 0]

@@ -1,0 +1,330 @@
+"""A short mutation run: hand-picked mutants of the code that guards rows and credits.
+
+Each mutant breaks one line of product code the way a plausible regression would
+(one call too many per window, an ambiguous row resubmitted, a retry of a POST that may
+have been charged...). The script applies it in place, runs only the tests that should
+notice (with a timeout), restores the file whatever happens, and prints a table of
+mutants killed or survived and the kill rate. It first checks that those tests pass on
+the unmutated code, so a kill means the mutant was noticed.
+
+Run it with ``make mutation`` (about five minutes on two cores), or one mutant with
+``python tests/mutation/run_mutants.py limits-window-one-too-many``. It is not a
+test module: pytest does not collect it.
+
+Surviving mutants are listed in SURVIVORS with the reason they survive (an equivalent
+change, or one no user could notice); any other survivor is a missing test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """Replace ``original`` (which must occur exactly once in ``file``) by ``replacement``."""
+
+    name: str
+    file: str
+    original: str
+    replacement: str
+    tests: tuple[str, ...]
+
+
+LIMITS = "fashn_prefect/limits.py"
+PLAN = "fashn_prefect/plan.py"
+LEDGER = "fashn_prefect/ledger.py"
+SUBMIT = "fashn_prefect/submit.py"
+PIPELINE = "fashn_prefect/pipeline.py"
+CLIENT = "fashn_prefect/client.py"
+T_LIMITS = ("tests/test_limits.py",)
+T_PLAN = ("tests/test_plan.py",)
+T_CLIENT = ("tests/test_client_mock.py",)
+T_EDGES = ("tests/test_pipeline_edges.py",)
+T_INTENT = (
+    "tests/test_storage_timeouts.py::test_a_row_whose_intent_cannot_be_recorded_is_never_submitted",
+)
+
+MUTANTS = (
+    # -- limits: the in-process windows, shares and lanes
+    Mutant(
+        "limits-window-one-too-many",
+        LIMITS,
+        "len(self._finished) + self._active < self.limit.requests",
+        "len(self._finished) + self._active <= self.limit.requests",
+        T_LIMITS,
+    ),
+    Mutant(
+        "limits-window-forgets-running-calls",
+        LIMITS,
+        "len(self._finished) + self._active < self.limit.requests",
+        "len(self._finished) < self.limit.requests",
+        T_LIMITS,
+    ),
+    Mutant(
+        "limits-window-expires-at-the-boundary",
+        LIMITS,
+        "now - self._finished[0] >= self.limit.seconds",
+        "now - self._finished[0] > self.limit.seconds",
+        T_LIMITS,
+    ),
+    Mutant(
+        "limits-window-counts-from-the-start",
+        LIMITS,
+        "                self._active -= 1\n                self._finished.append(self._clock())",
+        "                self._active -= 1\n                self._finished.append(self._clock() - 1.0)",
+        T_LIMITS,
+    ),
+    Mutant(
+        "limits-quiet-ignores-running-calls",
+        LIMITS,
+        "if self._active:\n            return self.limit.seconds",
+        "if False:\n            return self.limit.seconds",
+        T_LIMITS,
+    ),
+    Mutant(
+        "limits-share-rounds-up",
+        LIMITS,
+        "window.resize(limit.requests * lanes // max(of, 1))",
+        "window.resize(-(-limit.requests * lanes // max(of, 1)))",
+        T_LIMITS,
+    ),
+    Mutant(
+        "lanes-keep-spare-slots",
+        LIMITS,
+        "max(self._remaining - self._busy, self._waiting, 0)",
+        "max(self._remaining, self._waiting, 0)",
+        T_LIMITS,
+    ),
+    Mutant(
+        "lanes-waiters-never-told-of-failure",
+        LIMITS,
+        "if self._failed == self.count:",
+        "if self._failed > self.count:",
+        T_LIMITS,
+    ),
+    Mutant(
+        "lanes-no-cooldown",
+        LIMITS,
+        "await asyncio.sleep(self._cooldown())",
+        "await asyncio.sleep(0)",
+        T_LIMITS,
+    ),
+    # -- plan and ledger: what a re-run does with each row
+    Mutant(
+        "plan-resubmits-ambiguous",
+        PLAN,
+        'return "submit" if resubmit_ambiguous else "ambiguous"',
+        'return "submit"',
+        T_PLAN,
+    ),
+    Mutant(
+        "plan-resubmits-permanent-failures",
+        PLAN,
+        "last.error_name in PERMANENT_ERRORS and not retry_failed",
+        "last.error_name in PERMANENT_ERRORS and retry_failed",
+        T_PLAN,
+    ),
+    Mutant(
+        "plan-forgets-terminal-predictions",
+        PLAN,
+        'last.status in ("submitted", "completed") and last.prediction_id',
+        'last.status == "submitted" and last.prediction_id',
+        T_PLAN,
+    ),
+    Mutant(
+        "plan-never-skips",
+        PLAN,
+        "        if previous is not None:\n",
+        "        if False:\n",
+        T_PLAN,
+    ),
+    Mutant(
+        "plan-resubmits-unreadable-records",
+        PLAN,
+        'action: Action = "submit" if resubmit_ambiguous else "ambiguous"',
+        'action: Action = "submit"',
+        T_PLAN,
+    ),
+    Mutant(
+        "ledger-skips-damaged-records",
+        LEDGER,
+        'records[key] = UnreadableRecord(key, shown, f"{type(exc).__name__}: {exc}")',
+        "pass",
+        T_PLAN,
+    ),
+    # -- submit and predict: a submission is recorded before it is sent, never sent twice
+    Mutant(
+        "submit-sends-without-recorded-intent",
+        SUBMIT,
+        "            try:\n                await rt.save(record)\n            except BaseException:",
+        "            try:\n                pass\n            except BaseException:",
+        T_INTENT,
+    ),
+    Mutant(
+        "predict-notfound-is-a-plain-failure",
+        PIPELINE,
+        'attempt.status = record.status = "ambiguous"\n            attempt.error_name, attempt.error_message = "NotFound"',
+        'attempt.status = record.status = "failed"\n            attempt.error_name, attempt.error_message = "NotFound"',
+        T_EDGES,
+    ),
+    Mutant(
+        "task-retries-ambiguous-submissions",
+        PIPELINE,
+        "    if isinstance(exc, AmbiguousSubmission | OutputUnavailable):\n        return False",
+        "    if isinstance(exc, AmbiguousSubmission | OutputUnavailable):\n        return True",
+        T_EDGES,
+    ),
+    Mutant(
+        "predict-resubmits-after-polling-timeout",
+        PIPELINE,
+        'known = last.prediction_id if last and last.status in ("submitted", "completed") else None',
+        "known = None",
+        T_EDGES,
+    ),
+    # -- client: which failures are retried
+    Mutant(
+        "client-retries-post-after-sending",
+        CLIENT,
+        'if op == "run" and not isinstance(exc, _NOT_SENT_RETRYABLE):',
+        'if op == "run" and False:',
+        T_CLIENT,
+    ),
+    Mutant(
+        "client-retries-undocumented-5xx-post",
+        CLIENT,
+        "if not documented and response.status_code >= 500:",
+        "if not documented and response.status_code >= 600:",
+        T_CLIENT,
+    ),
+    Mutant(
+        "client-retries-undocumented-429-post",
+        CLIENT,
+        "if not (documented and error.name in _RETRYABLE_RUN_ERRORS and error.retryable):",
+        "if not (error.retryable):",
+        T_CLIENT,
+    ),
+    Mutant(
+        "client-connect-error-is-ambiguous",
+        CLIENT,
+        "    httpx.ConnectError,\n    httpx.ConnectTimeout,",
+        "    httpx.ConnectTimeout,",
+        T_CLIENT,
+    ),
+    Mutant(
+        "client-one-retry-too-many",
+        CLIENT,
+        "                    if attempt >= self.max_retries:\n                        raise error",
+        "                    if attempt > self.max_retries:\n                        raise error",
+        T_CLIENT,
+    ),
+    Mutant(
+        "client-retries-permanent-status-errors",
+        CLIENT,
+        "        elif not error.retryable:\n            raise error",
+        "        elif False:\n            raise error",
+        T_CLIENT,
+    ),
+)
+
+# Mutants that survive, and why no test should kill them.
+SURVIVORS = {
+    "limits-window-expires-at-the-boundary": (
+        "Equivalent in effect: a call that would start exactly one window after the oldest "
+        "finished call starts 1 ms later (the limiter's minimum wait) instead; it can only "
+        "make the limiter more cautious, never let a call too many through."
+    ),
+}
+
+
+@contextmanager
+def applied(mutant: Mutant) -> Iterator[None]:
+    """The mutant in place for the duration of the block; the file is always restored."""
+    path = ROOT / mutant.file
+    original = path.read_bytes()
+    text = original.decode()
+    count = text.count(mutant.original)
+    if count != 1:
+        raise SystemExit(f"{mutant.name}: the original snippet occurs {count} times in {path}")
+    try:
+        path.write_text(text.replace(mutant.original, mutant.replacement))
+        yield
+    finally:
+        path.write_bytes(original)
+
+
+def run_tests(tests: tuple[str, ...]) -> tuple[str, float]:
+    """``passed``, ``failed`` or ``timeout`` for the tests, and the seconds they took."""
+    started = time.monotonic()
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, timeout=TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return "timeout", time.monotonic() - started
+    return ("passed" if done.returncode == 0 else "failed"), time.monotonic() - started
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds through applied(), which restores the file
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="run only these mutants")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _stop)
+    mutants = [m for m in MUTANTS if not args.names or m.name in args.names]
+    if not mutants:
+        parser.error(f"no such mutant; known: {', '.join(m.name for m in MUTANTS)}")
+
+    for selection in dict.fromkeys(m.tests for m in mutants):
+        outcome, _ = run_tests(selection)
+        if outcome != "passed":
+            print(f"baseline {outcome}: {' '.join(selection)}; fix the tests first")
+            return 2
+
+    rows = []
+    for mutant in mutants:
+        with applied(mutant):
+            outcome, seconds = run_tests(mutant.tests)
+        verdict = "SURVIVED" if outcome == "passed" else "killed"
+        rows.append((mutant, verdict, outcome, seconds))
+        print(f"{mutant.name:45} {rows[-1][1]:9} ({outcome}, {seconds:.0f} s)", flush=True)
+
+    kills = sum(1 for _, verdict, _, _ in rows if verdict == "killed")
+    print()
+    print("| mutant | file | killed by | result |")
+    print("|---|---|---|---|")
+    for mutant, verdict, outcome, _ in rows:
+        names = ", ".join(t.rsplit("/", 1)[-1].split("::")[0] for t in mutant.tests)
+        print(f"| {mutant.name} | {mutant.file} | {names} | {verdict} ({outcome}) |")
+    print()
+    print(f"Kill rate: {kills}/{len(rows)} = {100 * kills / len(rows):.0f} %")
+    unexplained = [m.name for m, v, _, _ in rows if v == "SURVIVED" and m.name not in SURVIVORS]
+    for mutant, verdict, _, _ in rows:
+        if verdict == "SURVIVED" and mutant.name in SURVIVORS:
+            print(f"Survivor {mutant.name}: {SURVIVORS[mutant.name]}")
+    if unexplained:
+        print(f"Unexplained survivors (missing tests): {', '.join(unexplained)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
