@@ -92,6 +92,33 @@ def test_drop_connection_on_run_creates_prediction_first(server: EmulatorServer)
         assert client.post("/v1/run", json=REMOVE).status_code == 200
 
 
+def test_request_fault_marker_hits_only_the_first_run_of_those_inputs(
+    server: EmulatorServer,
+) -> None:
+    server.set_faults(slow_seconds=5.0)
+    dropped = {
+        "model_name": "edit",
+        "inputs": {"image": IMG, "prompt": "emulator-fault:drop_connection"},
+    }
+    slow = {
+        "model_name": "edit",
+        "inputs": {"image": IMG, "prompt": "x emulator-fault:slow_response"},
+    }
+    with api(server) as client:
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            client.post("/v1/run", json=dropped)
+        with pytest.raises(httpx.ReadTimeout):
+            client.post("/v1/run", json=slow, timeout=0.5)
+        # The same inputs again: answered at once (a transient fault), each a new prediction.
+        assert client.post("/v1/run", json=dropped).status_code == 200
+        assert client.post("/v1/run", json=slow, timeout=2.0).status_code == 200
+        assert client.post("/v1/run", json=REMOVE).status_code == 200  # unmarked inputs
+    stats = server.stats()
+    assert stats["faults_injected"]["drop_connection"] == 1
+    assert stats["faults_injected"]["slow_response"] == 1
+    assert len(stats["predictions"]) == 5  # the faulted requests created theirs first
+
+
 def test_drop_connection_on_status(server: EmulatorServer) -> None:
     with api(server) as client:
         pid = client.post("/v1/run", json=REMOVE).json()["id"]
