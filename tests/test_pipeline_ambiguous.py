@@ -46,12 +46,9 @@ CALM = [f"calm-{i}" for i in range(4)]
 
 @pytest.fixture
 def emu() -> Iterator[EmulatorServer]:
-    server = emulator(seed=13)
-    server.set_faults(slow_seconds=SLOW_SECONDS)
-    try:
+    with emulator(seed=13) as server:
+        server.set_faults(slow_seconds=SLOW_SECONDS)
         yield server
-    finally:
-        server.stop()
 
 
 def _rows(image: str) -> list[dict[str, Any]]:
@@ -82,8 +79,12 @@ def _rows(image: str) -> list[dict[str, Any]]:
 async def _task_run_counts(flow_run_id: str) -> Counter[int]:
     """How many times each ``fashn-predict`` task run of the flow run was run (1 = no retry)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter
-    from prefect.client.schemas.filters import TaskRunFilterName
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterName,
+    )
 
     async with get_client() as client:
         runs = await client.read_task_runs(
