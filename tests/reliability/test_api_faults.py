@@ -107,7 +107,9 @@ async def test_api_faults_lose_nothing_and_charge_once(
         )
         final_stats = emu.stats()
         final_rows = latest_results(output)
-        final = check_invariants(specs, final_rows, final_stats, output)
+        final = check_invariants(
+            specs, final_rows, final_stats, output, before=first_stats, resubmit_ambiguous=True
+        )
 
     faults = first_stats["faults_injected"]
     client_retries = sum("; retry " in line for line in all_logs)

@@ -160,7 +160,14 @@ async def test_sigkill_at_random_moments_then_resume(
         resubmit = _start(manifest, str(out), env, log, "--resubmit-ambiguous")
         assert resubmit.wait(timeout=300) == 0, log.read_text()[-3000:]
         after_stats = emu.stats()
-        after = check_invariants(specs, latest_results(str(out)), after_stats, str(out))
+        after = check_invariants(
+            specs,
+            latest_results(str(out)),
+            after_stats,
+            str(out),
+            before=stats,
+            resubmit_ambiguous=True,
+        )
 
     fs, root = filesystem(str(out))
     tree = audit_tree(fs, root)
