@@ -347,6 +347,20 @@ REFUSALS: list[Refusal] = [
         _page("edit", "prompt required; reference §4.7"),
     ),
     Refusal(
+        "seed above 4294967295",
+        "edit",
+        {"image": GARMENT, "prompt": "p", "seed": 4294967296},
+        "seed",
+        _page("edit", "seed 0-4294967295; reference §4 common enums, §9"),
+    ),
+    Refusal(
+        "aspect_ratio outside the documented list",
+        "reframe",
+        {"image": GARMENT, "aspect_ratio": "7:3"},
+        "aspect_ratio",
+        _page("reframe", "aspect_ratio; reference §4 common enums"),
+    ),
+    Refusal(
         "deprecated model_image with face_reference",
         "product-to-model",
         {"product_image": GARMENT, "model_image": PERSON, "face_reference": FACE},
