@@ -194,6 +194,8 @@ async def run_row(
             prediction_ids=prev.get("prediction_ids") or [],
             output_uris=prev.get("output_uris") or [],
             completed_at=prev.get("completed_at"),
+            # A row once charged for an ambiguous submission stays flagged in every re-run.
+            ambiguous=bool(prev.get("ambiguous")),
         )
     if job.action == "ambiguous":
         return _row_from_record(

@@ -73,7 +73,11 @@ def read_results(
 def completed_rows(
     output_url: str, storage_options: dict[str, Any] | None = None
 ) -> dict[tuple[str, str], dict[str, Any]]:
-    """Latest completed result per ``(row_key, inputs_hash)`` across earlier runs."""
+    """Latest completed result per ``(row_key, inputs_hash)`` across earlier runs.
+
+    Its ``ambiguous`` flag says whether any earlier run lost the answer to one of the row's
+    submissions (that prediction may have been charged too).
+    """
     table = read_results(
         output_url,
         columns=[
@@ -84,6 +88,7 @@ def completed_rows(
             "prediction_ids",
             "completed_at",
             "credits_charged",
+            "ambiguous",
         ],
         storage_options=storage_options,
     )

@@ -3,7 +3,8 @@
 None of them is autouse: a test asks for what it needs.
 
 * ``prefect_harness`` (session): a temporary Prefect API server and database
-  (``prefect_test_harness``); ``PREFECT_API_URL`` points at it while it runs.
+  (``prefect_test_harness``); ``PREFECT_API_URL`` points at it while it runs. The one
+  harness of every suite (the reliability suite included).
 * ``moto_server`` (session): a moto S3 server on a free loopback port.
 * ``s3_storage_options``: s3fs options for that server (dummy keys, loopback endpoint).
 * ``s3_bucket``: a fresh, empty bucket per test; yields ``s3://<bucket>``.
@@ -12,12 +13,12 @@ None of them is autouse: a test asks for what it needs.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _servers import free_port
 
 _AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -25,12 +26,6 @@ _AWS_ENV = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +44,7 @@ def moto_server() -> Iterator[str]:
 
     saved = {name: os.environ.get(name) for name in _AWS_ENV}
     os.environ.update(_AWS_ENV)  # so no real AWS credentials can ever be picked up
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

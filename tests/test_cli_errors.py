@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _pipeline import TIME_SCALE, emulator, submissions, write_manifest
+from _helpers import TIME_SCALE, emulator, submissions, write_manifest
 
 from fashn_prefect.emulator import EmulatorServer
 
@@ -77,11 +77,8 @@ def test_an_unreachable_api_gives_one_error_line_and_a_hint(command: str, tmp_pa
 
 @pytest.fixture
 def emu() -> Iterator[EmulatorServer]:
-    server = emulator(seed=9)
-    try:
+    with emulator(seed=9) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.timeout(120)

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _helpers import png_data_uri
 from PIL import Image
 
 from fashn_prefect.client import FashnClient
@@ -32,13 +33,7 @@ KEY_ID = "key-" + hashlib.sha256(KEY.encode()).hexdigest()[:8]
 FAST: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0}
 
 
-def png_data_uri() -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 96), (200, 30, 30)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-IMAGE = png_data_uri()
+IMAGE = png_data_uri((200, 30, 30), (64, 96))
 
 
 @pytest.fixture

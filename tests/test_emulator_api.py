@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import json
 import logging
 import time
@@ -13,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
+from _helpers import api_client, png_data_uri, wait_terminal
 
 from fashn_prefect import catalogue
 from fashn_prefect.emulator import DEFAULT_API_KEY, EmulatorServer
@@ -23,34 +21,8 @@ KEY_ID = "key-" + hashlib.sha256(KEY.encode()).hexdigest()[:8]
 TERMINAL = ("completed", "failed")
 
 
-def data_uri(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (60, 90)) -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-IMG = data_uri()
-IMG2 = data_uri((20, 30, 200))
-
-
-def api(server: EmulatorServer, key: str | None = None) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.url,
-        headers={"Authorization": f"Bearer {key or server.api_key}"},
-        trust_env=False,
-        timeout=10,
-    )
-
-
-def wait_terminal(client: httpx.Client, pid: str, timeout: float = 10.0) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.get(f"/v1/status/{pid}")
-        assert response.status_code == 200, response.text
-        if response.json()["status"] in TERMINAL:
-            return response
-        assert time.monotonic() < deadline, "prediction did not finish"
-        time.sleep(0.005)
+IMG = png_data_uri()
+IMG2 = png_data_uri((20, 30, 200))
 
 
 @pytest.fixture
@@ -61,7 +33,7 @@ def server(fashn_emulator_factory: Callable[..., EmulatorServer]) -> EmulatorSer
 def test_default_fixture_uses_default_key(fashn_emulator: EmulatorServer) -> None:
     assert fashn_emulator.api_key == DEFAULT_API_KEY
     assert fashn_emulator.url.startswith("http://127.0.0.1:")
-    with api(fashn_emulator) as client:
+    with api_client(fashn_emulator) as client:
         assert client.get("/v1/credits").status_code == 200
 
 
@@ -95,7 +67,7 @@ def test_401_on_missing_bad_and_malformed_auth(server: EmulatorServer) -> None:
     ],
 )
 def test_400_for_malformed_bodies(server: EmulatorServer, content: bytes, fragment: str) -> None:
-    with api(server, KEY) as client:
+    with api_client(server, KEY) as client:
         response = client.post(
             "/v1/run", content=content, headers={"Content-Type": "application/json"}
         )
@@ -107,7 +79,7 @@ def test_400_for_malformed_bodies(server: EmulatorServer, content: bytes, fragme
 
 
 def test_400_names_invalid_fields_and_unknown_model(server: EmulatorServer) -> None:
-    with api(server, KEY) as client:
+    with api_client(server, KEY) as client:
         bad = client.post(
             "/v1/run",
             json={"model_name": "tryon-v1.6", "inputs": {"model_image": IMG, "category": "hat"}},
@@ -127,7 +99,7 @@ def test_400_names_invalid_fields_and_unknown_model(server: EmulatorServer) -> N
 
 
 def test_404_prediction_not_found_and_unknown_path(server: EmulatorServer) -> None:
-    with api(server, KEY) as client:
+    with api_client(server, KEY) as client:
         missing = client.get("/v1/status/00000000-0000-4000-8000-000000000000")
         path = client.get("/v1/nope")
     assert missing.status_code == 404
@@ -140,7 +112,7 @@ def test_runtime_validation_mode_fails_prediction(
     fashn_emulator_factory: Callable[..., EmulatorServer],
 ) -> None:
     server = fashn_emulator_factory(validation="runtime")
-    with api(server) as client:
+    with api_client(server) as client:
         run = client.post(
             "/v1/run",
             json={"model_name": "tryon-v1.6", "inputs": {"model_image": IMG, "num_samples": 9}},
@@ -157,7 +129,7 @@ def test_runtime_validation_mode_fails_prediction(
 
 def test_state_progression_in_order(server: EmulatorServer) -> None:
     order = ["starting", "in_queue", "processing", "completed"]
-    with api(server, KEY) as client:
+    with api_client(server, KEY) as client:
         run = client.post(
             "/v1/run",
             json={
@@ -207,7 +179,7 @@ def test_credits_header_and_balance_for_several_models(
         ("image-to-video", {"image": IMG, "resolution": "480p", "duration": 10}),
     ]
     expected_total = 0
-    with api(server) as client:
+    with api_client(server) as client:
         assert client.get("/v1/credits").json() == {
             "credits": {"total": 105, "subscription": 5, "on_demand": 100}
         }
@@ -246,7 +218,7 @@ def test_credits_header_and_balance_for_several_models(
 
 def test_stats_document(server: EmulatorServer) -> None:
     inputs = {"image": IMG}
-    with api(server, KEY) as client:
+    with api_client(server, KEY) as client:
         pid = client.post(
             "/v1/run", json={"model_name": "background-remove", "inputs": inputs}
         ).json()["id"]
@@ -278,7 +250,7 @@ def test_stats_document(server: EmulatorServer) -> None:
 
 
 def test_in_flight_and_peak(server: EmulatorServer) -> None:
-    with api(server, KEY) as client:
+    with api_client(server, KEY) as client:
         ids = [
             client.post(
                 "/v1/run",
@@ -297,7 +269,7 @@ def test_in_flight_and_peak(server: EmulatorServer) -> None:
 
 
 def test_output_urls_follow_the_request_host(server: EmulatorServer) -> None:
-    with api(server, KEY) as client:
+    with api_client(server, KEY) as client:
         pid = client.post(
             "/v1/run", json={"model_name": "background-remove", "inputs": {"image": IMG}}
         ).json()["id"]
@@ -311,7 +283,7 @@ def test_output_urls_follow_the_request_host(server: EmulatorServer) -> None:
 def test_api_key_never_logged(server: EmulatorServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "fa-wrong-SECRET-guess-999"
-    with api(server, KEY) as client:
+    with api_client(server, KEY) as client:
         pid = client.post(
             "/v1/run",
             params={"webhook_url": "http://127.0.0.1:9/hook"},

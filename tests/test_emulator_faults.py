@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import threading
 import time
 from collections.abc import Callable
@@ -11,38 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
+from _helpers import api_client, png_data_uri, wait_terminal
 
 from fashn_prefect.emulator import EmulatorServer, FaultConfig
 
-
-def data_uri(color: tuple[int, int, int] = (90, 20, 160)) -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (40, 60), color).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-IMG = data_uri()
+IMG = png_data_uri((90, 20, 160), (40, 60))
 REMOVE = {"model_name": "background-remove", "inputs": {"image": IMG}}
-
-
-def api(server: EmulatorServer) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.url,
-        headers={"Authorization": f"Bearer {server.api_key}"},
-        trust_env=False,
-        timeout=10,
-    )
-
-
-def wait_terminal(client: httpx.Client, pid: str) -> httpx.Response:
-    deadline = time.monotonic() + 10
-    while True:
-        response = client.get(f"/v1/status/{pid}")
-        if response.status_code == 200 and response.json()["status"] in ("completed", "failed"):
-            return response
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -52,7 +24,7 @@ def server(fashn_emulator_factory: Callable[..., EmulatorServer]) -> EmulatorSer
 
 def test_run_5xx_creates_nothing(server: EmulatorServer) -> None:
     server.set_faults(run_5xx=1.0)
-    with api(server) as client:
+    with api_client(server) as client:
         response = client.post("/v1/run", json=REMOVE)
         assert response.status_code == 500
         assert response.json() == {"error": "InternalServerError", "message": "Server error"}
@@ -65,7 +37,7 @@ def test_run_5xx_creates_nothing(server: EmulatorServer) -> None:
 
 
 def test_status_5xx_via_http_control(server: EmulatorServer) -> None:
-    with api(server) as client:
+    with api_client(server) as client:
         pid = client.post("/v1/run", json=REMOVE).json()["id"]
         put = client.put("/_emulator/faults", json={"status_5xx": 1.0})
         assert put.status_code == 200 and put.json()["status_5xx"] == 1.0
@@ -82,18 +54,45 @@ def test_status_5xx_via_http_control(server: EmulatorServer) -> None:
 
 def test_drop_connection_on_run_creates_prediction_first(server: EmulatorServer) -> None:
     server.set_faults(drop_connection=1.0)
-    with api(server) as client, pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+    with api_client(server) as client, pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         client.post("/v1/run", json=REMOVE)
     stats = server.stats()
     assert stats["faults_injected"]["drop_connection"] == 1
     assert len(stats["predictions"]) == 1  # the client cannot know, but it exists
     server.set_faults(drop_connection=0.0)
-    with api(server) as client:
+    with api_client(server) as client:
         assert client.post("/v1/run", json=REMOVE).status_code == 200
 
 
+def test_request_fault_marker_hits_only_the_first_run_of_those_inputs(
+    server: EmulatorServer,
+) -> None:
+    server.set_faults(slow_seconds=5.0)
+    dropped = {
+        "model_name": "edit",
+        "inputs": {"image": IMG, "prompt": "emulator-fault:drop_connection"},
+    }
+    slow = {
+        "model_name": "edit",
+        "inputs": {"image": IMG, "prompt": "x emulator-fault:slow_response"},
+    }
+    with api_client(server) as client:
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            client.post("/v1/run", json=dropped)
+        with pytest.raises(httpx.ReadTimeout):
+            client.post("/v1/run", json=slow, timeout=0.5)
+        # The same inputs again: answered at once (a transient fault), each a new prediction.
+        assert client.post("/v1/run", json=dropped).status_code == 200
+        assert client.post("/v1/run", json=slow, timeout=2.0).status_code == 200
+        assert client.post("/v1/run", json=REMOVE).status_code == 200  # unmarked inputs
+    stats = server.stats()
+    assert stats["faults_injected"]["drop_connection"] == 1
+    assert stats["faults_injected"]["slow_response"] == 1
+    assert len(stats["predictions"]) == 5  # the faulted requests created theirs first
+
+
 def test_drop_connection_on_status(server: EmulatorServer) -> None:
-    with api(server) as client:
+    with api_client(server) as client:
         pid = client.post("/v1/run", json=REMOVE).json()["id"]
         server.set_faults(drop_connection=1.0)
         with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
@@ -113,7 +112,7 @@ def test_slow_response_delays_after_creating(
 
     def submit() -> None:
         started = time.monotonic()
-        with api(server) as client:
+        with api_client(server) as client:
             result["response"] = client.post("/v1/run", json=REMOVE)
         result["elapsed"] = time.monotonic() - started
 
@@ -132,9 +131,9 @@ def test_slow_response_delays_after_creating(
 
 def test_runtime_failures(server: EmulatorServer) -> None:
     server.set_faults(runtime_failures={"PipelineError": 1.0})
-    with api(server) as client:
+    with api_client(server) as client:
         pid = client.post("/v1/run", json=REMOVE).json()["id"]
-        final = wait_terminal(client, pid)
+        final = wait_terminal(client, pid, tolerate_errors=True)
     body = final.json()
     assert body["status"] == "failed" and body["output"] is None
     assert body["error"]["name"] == "PipelineError" and body["error"]["message"]
@@ -154,16 +153,18 @@ def test_runtime_failures_are_seeded(fashn_emulator_factory: Callable[..., Emula
             max_in_flight=100,
             faults=FaultConfig(runtime_failures={"PipelineError": 0.5}),
         )
-        with api(server) as client:
+        with api_client(server) as client:
             ids = [client.post("/v1/run", json=REMOVE).json()["id"] for _ in range(8)]
-            patterns.append([wait_terminal(client, pid).json()["status"] for pid in ids])
+            patterns.append(
+                [wait_terminal(client, pid, tolerate_errors=True).json()["status"] for pid in ids]
+            )
     assert patterns[0] == patterns[1]
     assert set(patterns[0]) == {"completed", "failed"}
 
 
 def test_failure_marker(fashn_emulator_factory: Callable[..., EmulatorServer]) -> None:
     server = fashn_emulator_factory(time_scale=0.01, faults=FaultConfig(failure_marker="boom:"))
-    with api(server) as client:
+    with api_client(server) as client:
         pid = client.post(
             "/v1/run",
             json={
@@ -181,8 +182,8 @@ def test_failure_marker(fashn_emulator_factory: Callable[..., EmulatorServer]) -
                 "inputs": {"image": IMG, "prompt": "emulator-fail:PoseError"},
             },
         ).json()["id"]
-        failed = wait_terminal(client, pid).json()
-        ok = wait_terminal(client, ignored).json()
+        failed = wait_terminal(client, pid, tolerate_errors=True).json()
+        ok = wait_terminal(client, ignored, tolerate_errors=True).json()
     assert failed["error"]["name"] == "PoseError"
     assert ok["status"] == "completed"  # the default marker was replaced
     assert server.stats()["faults_injected"]["runtime"] == {"PoseError": 1}
@@ -190,7 +191,7 @@ def test_failure_marker(fashn_emulator_factory: Callable[..., EmulatorServer]) -
 
 def test_rate_limit_burst(server: EmulatorServer) -> None:
     server.set_faults(rate_limit_burst=2)
-    with api(server) as client:
+    with api_client(server) as client:
         first = client.get("/v1/credits")
         second = client.post("/v1/run", json=REMOVE)
         third = client.get("/v1/credits")
@@ -205,9 +206,9 @@ def test_rate_limit_burst(server: EmulatorServer) -> None:
 
 
 def test_cdn_gone(server: EmulatorServer) -> None:
-    with api(server) as client:
+    with api_client(server) as client:
         pid = client.post("/v1/run", json=REMOVE).json()["id"]
-        url = wait_terminal(client, pid).json()["output"][0]
+        url = wait_terminal(client, pid, tolerate_errors=True).json()["output"][0]
         server.set_faults(cdn_gone=1.0)
         assert client.get(url).status_code == 404
         server.set_faults(cdn_gone=0.0)

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import time
 from collections.abc import Callable
 
-import httpx
 import pytest
-from PIL import Image
+from _helpers import api_client, png_data_uri
 
 from fashn_prefect.emulator import EmulatorServer
 from fashn_prefect.emulator.limits import SlidingWindowLimiter
 
-
-def data_uri() -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (40, 60), (10, 120, 40)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-IMG = data_uri()
+IMG = png_data_uri((10, 120, 40), (40, 60))
 REMOVE = {"model_name": "background-remove", "inputs": {"image": IMG}}
 SLOW = {
     "model_name": "tryon-max",
@@ -40,15 +30,6 @@ SLOW = {
 FROZEN = 1e6
 
 
-def api(server: EmulatorServer, key: str | None = None) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.url,
-        headers={"Authorization": f"Bearer {key or server.api_key}"},
-        trust_env=False,
-        timeout=10,
-    )
-
-
 def test_sliding_window_limiter_unit() -> None:
     limiter = SlidingWindowLimiter(2, 10.0)
     assert limiter.check("k", 0.0) is None
@@ -61,7 +42,7 @@ def test_sliding_window_limiter_unit() -> None:
 
 def test_run_limit_50_per_minute(fashn_emulator_factory: Callable[..., EmulatorServer]) -> None:
     server = fashn_emulator_factory(time_scale=FROZEN, max_in_flight=1000)
-    with api(server) as client:
+    with api_client(server) as client:
         codes = [client.post("/v1/run", json=REMOVE) for _ in range(51)]
         assert [r.status_code for r in codes[:50]] == [200] * 50
         rejected = codes[50]
@@ -79,7 +60,7 @@ def test_run_limit_50_per_minute(fashn_emulator_factory: Callable[..., EmulatorS
 
 def test_status_limit_50_per_10s(fashn_emulator_factory: Callable[..., EmulatorServer]) -> None:
     server = fashn_emulator_factory(time_scale=FROZEN)
-    with api(server) as client:
+    with api_client(server) as client:
         pid = client.post("/v1/run", json=REMOVE).json()["id"]
         responses = [client.get(f"/v1/status/{pid}") for _ in range(51)]
         assert all(r.status_code == 200 for r in responses[:50])
@@ -95,7 +76,7 @@ def test_status_limit_50_per_10s(fashn_emulator_factory: Callable[..., EmulatorS
 
 def test_credits_limit_30_per_10s(fashn_emulator_factory: Callable[..., EmulatorServer]) -> None:
     server = fashn_emulator_factory(time_scale=FROZEN)
-    with api(server) as client:
+    with api_client(server) as client:
         responses = [client.get("/v1/credits") for _ in range(31)]
     assert all(r.status_code == 200 for r in responses[:30])
     assert responses[30].status_code == 429
@@ -112,7 +93,7 @@ def test_limits_are_per_key_and_retry_after_can_be_disabled(
         send_retry_after=False,
         time_scale=FROZEN,
     )
-    with api(server, "fa-key-one") as one, api(server, "fa-key-two") as two:
+    with api_client(server, "fa-key-one") as one, api_client(server, "fa-key-two") as two:
         assert [one.get("/v1/credits").status_code for _ in range(3)] == [200, 200, 429]
         assert "Retry-After" not in one.get("/v1/credits").headers
         assert two.get("/v1/credits").status_code == 200
@@ -122,7 +103,7 @@ def test_seventh_concurrent_prediction_is_rejected(
     fashn_emulator_factory: Callable[..., EmulatorServer],
 ) -> None:
     server = fashn_emulator_factory(api_keys=("fa-key-one", "fa-key-two"), time_scale=0.01)
-    with api(server, "fa-key-one") as one, api(server, "fa-key-two") as two:
+    with api_client(server, "fa-key-one") as one, api_client(server, "fa-key-two") as two:
         accepted = [one.post("/v1/run", json=SLOW) for _ in range(6)]
         assert [r.status_code for r in accepted] == [200] * 6
         seventh = one.post("/v1/run", json=SLOW)
@@ -144,7 +125,7 @@ def test_seventh_concurrent_prediction_is_rejected(
 def test_out_of_credits(fashn_emulator_factory: Callable[..., EmulatorServer]) -> None:
     server = fashn_emulator_factory(subscription_credits=1, on_demand_credits=2)
     tryon_max = {"model_name": "tryon-max", "inputs": {"model_image": IMG, "product_image": IMG}}
-    with api(server) as client:
+    with api_client(server) as client:
         assert client.post("/v1/run", json=tryon_max).status_code == 200  # needs 2 of 3
         second = client.post("/v1/run", json=tryon_max)  # needs 2, only 1 not reserved
         assert second.status_code == 429

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _helpers import api_client
 from PIL import Image
 
 from fashn_prefect.emulator import EmulatorServer
@@ -30,15 +31,6 @@ def data_uri(color: tuple[int, int, int], size: tuple[int, int] = (60, 90)) -> s
 
 RED = data_uri((220, 0, 0))
 BLUE = data_uri((0, 0, 220))
-
-
-def api(server: EmulatorServer) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.url,
-        headers={"Authorization": f"Bearer {server.api_key}"},
-        trust_env=False,
-        timeout=10,
-    )
 
 
 def run(client: httpx.Client, model: str, inputs: dict[str, Any]) -> httpx.Response:
@@ -73,7 +65,7 @@ def free_port() -> int:
 
 def test_outputs_depend_on_inputs(server: EmulatorServer) -> None:
     red_url = server.put_file("people/red.png", png_bytes((220, 0, 0)), "image/png")
-    with api(server) as client:
+    with api_client(server) as client:
         a = run(client, "tryon-v1.6", {"model_image": red_url, "garment_image": BLUE})
         b = run(client, "tryon-v1.6", {"model_image": BLUE, "garment_image": RED})
         a2 = run(client, "tryon-v1.6", {"model_image": red_url, "garment_image": BLUE})
@@ -91,7 +83,7 @@ def test_outputs_depend_on_inputs(server: EmulatorServer) -> None:
 
 
 def test_sizes_formats_and_counts(server: EmulatorServer) -> None:
-    with api(server) as client:
+    with api_client(server) as client:
         status = run(
             client,
             "tryon-max",
@@ -115,7 +107,7 @@ def test_sizes_formats_and_counts(server: EmulatorServer) -> None:
 
 
 def test_background_remove_is_transparent_png(server: EmulatorServer) -> None:
-    with api(server) as client:
+    with api_client(server) as client:
         status = run(client, "background-remove", {"image": RED})
         image = Image.open(io.BytesIO(fetch(client, status.json()["output"][0])))
     assert image.mode == "RGBA"
@@ -126,7 +118,7 @@ def test_background_remove_is_transparent_png(server: EmulatorServer) -> None:
 
 
 def test_saved_model_image_and_model_create(server: EmulatorServer) -> None:
-    with api(server) as client:
+    with api_client(server) as client:
         saved = run(client, "tryon-v1.6", {"model_image": "saved:anna", "garment_image": RED})
         created = run(client, "model-create", {"prompt": "a person in a red coat"})
         assert saved.json()["status"] == "completed"
@@ -136,7 +128,7 @@ def test_saved_model_image_and_model_create(server: EmulatorServer) -> None:
 
 
 def test_image_to_video_is_mp4(server: EmulatorServer) -> None:
-    with api(server) as client:
+    with api_client(server) as client:
         status = run(client, "image-to-video", {"image": RED, "resolution": "480p"})
         (url,) = status.json()["output"]
         assert url.endswith("/output_0.mp4")
@@ -147,7 +139,7 @@ def test_image_to_video_is_mp4(server: EmulatorServer) -> None:
 
 
 def test_reframe_rejects_matching_ratio(server: EmulatorServer) -> None:
-    with api(server) as client:
+    with api_client(server) as client:
         same = run(client, "reframe", {"image": RED, "aspect_ratio": "2:3"})  # 60x90 is 2:3
         other = run(client, "reframe", {"image": RED, "aspect_ratio": "16:9"})
     assert same.json()["status"] == "failed"
@@ -169,7 +161,7 @@ def test_image_load_errors(server: EmulatorServer) -> None:
         "bad_base64": "data:image/png;base64,@@@not-base64@@@",
         "remote": "https://images.example.com/person.png",
     }
-    with api(server) as client:
+    with api_client(server) as client:
         results = {
             name: run(client, "tryon-v1.6", {"model_image": url, "garment_image": RED}).json()
             for name, url in cases.items()
@@ -187,7 +179,7 @@ def test_image_load_errors(server: EmulatorServer) -> None:
 
 
 def test_garment_load_error_names_the_field(server: EmulatorServer) -> None:
-    with api(server) as client:
+    with api_client(server) as client:
         body = run(
             client, "tryon-v1.6", {"model_image": RED, "garment_image": "data:image/png;base64,!!"}
         ).json()
@@ -195,7 +187,7 @@ def test_garment_load_error_names_the_field(server: EmulatorServer) -> None:
 
 
 def test_cdn_urls_expire_after_72_hours(server: EmulatorServer) -> None:
-    with api(server) as client:
+    with api_client(server) as client:
         url = run(client, "background-remove", {"image": RED}).json()["output"][0]
         assert client.get(url).status_code == 200
         server.advance_clock(71 * 3600)
@@ -206,7 +198,7 @@ def test_cdn_urls_expire_after_72_hours(server: EmulatorServer) -> None:
 
 
 def test_base64_outputs_expire_after_60_minutes(server: EmulatorServer) -> None:
-    with api(server) as client:
+    with api_client(server) as client:
         status = run(
             client,
             "tryon-v1.6",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import threading
 import time
@@ -13,18 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
+from _helpers import png_data_uri
 
 from fashn_prefect.emulator import EmulatorServer
 
-
-def data_uri() -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (40, 60), (0, 90, 90)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-IMG = data_uri()
+IMG = png_data_uri((0, 90, 90), (40, 60))
 
 
 class Receiver:

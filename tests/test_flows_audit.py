@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from _flowkit import TIME_SCALE, all_results, catalog_rows, write_csv
+from _helpers import TIME_SCALE, all_results, catalog_rows, write_manifest
 from _servers import REPO
 from PIL import Image
 from prefect.flows import load_flow_from_entrypoint
@@ -55,14 +55,14 @@ async def audited(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             category="",
             mode="",
         )
-        await _run(write_csv(tmp / "catalog.csv", rows), output, emu)
+        await _run(write_manifest(tmp / "catalog.csv", rows), output, emu)
 
         # A duplicated charge: the same row submitted again after its results table and
         # ledger record went missing (as after a restore from an old backup).
         hidden = tmp / "hidden-results"
         shutil.move(output / "results", hidden)
         (output / LEDGER / f"{safe_name('SKU-00002')}.json").unlink()
-        await _run(write_csv(tmp / "one.csv", rows[2:3]), output, emu)
+        await _run(write_manifest(tmp / "one.csv", rows[2:3]), output, emu)
         for table in hidden.iterdir():
             shutil.move(table, output / "results" / table.name)
 
@@ -71,7 +71,7 @@ async def audited(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         emu.set_faults(cdn_gone=1.0)
         extra = catalog_rows(13, emu, seed_base=5000)[12:]
         extra[0]["image"] = ""
-        await _run(write_csv(tmp / "late.csv", extra), output, emu)
+        await _run(write_manifest(tmp / "late.csv", extra), output, emu)
         emu.set_faults(cdn_gone=0.0)
         stats = emu.stats()
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _flowkit import (
+from _helpers import (
     TIME_SCALE,
     catalog_rows,
     latest_status,
     limit_rejections,
     predictions_per_input,
-    write_csv,
+    write_manifest,
 )
 from _servers import FASHN_PREFECT, REPO, kill_group
 from prefect.client.orchestration import get_client
@@ -42,7 +42,7 @@ async def test_budget_stops_submissions_and_chunks_are_subflows(
     with EmulatorServer(EmulatorConfig(time_scale=TIME_SCALE, seed=5)) as emu:
         monkeypatch.setenv("FASHN_API_KEY", emu.api_key)
         monkeypatch.setenv("FASHN_BASE_URL", emu.url)
-        manifest = write_csv(tmp_path / "history.csv", catalog_rows(30, emu))
+        manifest = write_manifest(tmp_path / "history.csv", catalog_rows(30, emu))
         params = {
             "manifest": manifest,
             "output": str(output),
@@ -126,7 +126,7 @@ def test_killed_backfill_resumes_and_submits_no_row_twice(tmp_path: Path) -> Non
     output, home, log = tmp_path / "out", tmp_path / "prefect-home", tmp_path / "backfill.log"
     home.mkdir()
     with EmulatorServer(EmulatorConfig(time_scale=TIME_SCALE, seed=6)) as emu:
-        manifest = write_csv(tmp_path / "history.csv", catalog_rows(300, emu))
+        manifest = write_manifest(tmp_path / "history.csv", catalog_rows(300, emu))
         env = _env(home, emu)
 
         first = _backfill(manifest, output, env, log)
@@ -159,7 +159,7 @@ def test_killed_backfill_resumes_and_submits_no_row_twice(tmp_path: Path) -> Non
     per_input = predictions_per_input(stats)
     assert len(per_input) == 300 and max(per_input.values()) == 1
     assert stats["credits_charged"] == 300
-    assert stats["peak_in_flight"] <= 6 and limit_rejections(stats) == 0
+    assert stats["peak_in_flight"] <= 6 and limit_rejections(stats) == {}
     text = log.read_text()
     summary, _ = json.JSONDecoder().raw_decode(text[text.rindex('{\n  "plan"') :])
     assert summary["plan"]["already_completed"] + summary["plan"]["to_run"] == 300

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _flowkit import TIME_SCALE, all_results, catalog_rows, predictions_per_input, write_csv
+from _helpers import TIME_SCALE, all_results, catalog_rows, predictions_per_input, write_manifest
 from _servers import REPO
 from prefect.flows import load_flow_from_entrypoint
 
@@ -30,7 +30,7 @@ async def test_changed_rows_are_the_only_submissions(
         monkeypatch.setenv("FASHN_API_KEY", emu.api_key)
         monkeypatch.setenv("FASHN_BASE_URL", emu.url)
         rows = catalog_rows(40, emu)
-        manifest = write_csv(tmp_path / "catalog.csv", rows)
+        manifest = write_manifest(tmp_path / "catalog.csv", rows)
         params = {
             "manifest": manifest,
             "output": str(output),
@@ -47,7 +47,7 @@ async def test_changed_rows_are_the_only_submissions(
         # The business edits three products (new seeds = new inputs) and nothing else.
         for i in (3, 17, 31):
             rows[i]["seed"] = str(9000 + i)
-        write_csv(tmp_path / "catalog.csv", rows)
+        write_manifest(tmp_path / "catalog.csv", rows)
         before = len(emu.stats()["predictions"])
         second = await catalog_flow(**params)
         stats = emu.stats()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pipeline import TIME_SCALE, emulator, put_images, results, run_calls, write_manifest
+from _helpers import TIME_SCALE, emulator, put_images, results, run_calls, write_manifest
 from typer.testing import CliRunner
 
 from fashn_prefect.cli import app

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _pipeline import TIME_SCALE, emulator, put_images, write_manifest
+from _helpers import TIME_SCALE, emulator, put_images, write_manifest
 from typer.testing import CliRunner
 
 from fashn_prefect.cli import app

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import respx
-from _pipeline import TIME_SCALE, emulator, put_images, results, write_manifest
+from _helpers import TIME_SCALE, emulator, put_images, results, write_manifest
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
@@ -29,11 +29,8 @@ BAD_REQUEST_PROMPT = "the API refuses this one"
 
 @pytest.fixture
 def emu() -> Iterator[EmulatorServer]:
-    server = emulator(seed=21)
-    try:
+    with emulator(seed=21) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _edit(row_id: str, image: str, prompt: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pipeline import emulator, limit_rejections, put_images, results, write_manifest
+from _helpers import emulator, limit_rejections, put_images, results, write_manifest
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer

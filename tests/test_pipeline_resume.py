@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pipeline import emulator, predictions_per_input, put_images, results, write_manifest
+from _helpers import emulator, predictions_per_input, put_images, results, write_manifest
 
 from fashn_prefect.emulator import EmulatorServer
 
@@ -60,11 +60,8 @@ class RequestWatch:
 
 @pytest.fixture
 def emu() -> Iterator[EmulatorServer]:
-    server = emulator(time_scale=TIME_SCALE, seed=5)
-    try:
+    with emulator(time_scale=TIME_SCALE, seed=5) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _env(emu: EmulatorServer, home: Path) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pipeline import (
+from _helpers import (
     TIME_SCALE,
     emulator,
     limit_rejections,
@@ -36,11 +36,8 @@ ROWS = 50
 
 @pytest.fixture
 def emu() -> Iterator[EmulatorServer]:
-    server = emulator(seed=3)
-    try:
+    with emulator(seed=3) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _creds(emu: EmulatorServer) -> FashnCredentials:

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import fashn
 import pytest
+from _helpers import png_data_uri
 from fashn import AsyncFashn, Fashn
-from PIL import Image
 
 from fashn_prefect import catalogue
 from fashn_prefect.emulator import EmulatorServer
 
-
-def data_uri(color: tuple[int, int, int]) -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (48, 72), color).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-PERSON = data_uri((180, 120, 90))
-GARMENT = data_uri((20, 40, 200))
+PERSON = png_data_uri((180, 120, 90), (48, 72))
+GARMENT = png_data_uri((20, 40, 200), (48, 72))
 CASES: list[tuple[str, dict[str, Any]]] = [
     ("tryon-v1.6", {"model_image": PERSON, "garment_image": GARMENT, "num_samples": 2}),
     ("tryon-max", {"model_image": PERSON, "product_image": GARMENT, "resolution": "2k"}),

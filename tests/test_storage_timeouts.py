@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pipeline import TIME_SCALE, emulator, results, submissions, write_manifest
+from _helpers import TIME_SCALE, emulator, results, submissions, write_manifest
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
@@ -127,11 +127,8 @@ def stalled_s3(proxy: StallProxy, s3_bucket: str) -> tuple[str, dict[str, Any]]:
 
 @pytest.fixture
 def emu() -> Iterator[EmulatorServer]:
-    server = emulator(seed=5)
-    try:
+    with emulator(seed=5) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _manifest(tmp_path: Path, count: int = 1) -> str:

@@ -18,6 +18,7 @@ Documented choices for what the reference leaves [UNCONFIRMED]:
 * ``requests`` in stats counts every authenticated run/status/credits request (including the
   rejected ones); ``rejected`` counts every 4xx sent by name (including rate_limit_burst 429s).
 * ``slow_response`` applies to run, status and credits; ``drop_connection`` to run and status.
+  ``request_fault_marker`` aims either fault at the first ``POST /v1/run`` of given inputs.
 * Status responses with a terminal status carry ``x-fashn-credits-used`` (0 when failed).
 * Control endpoints (``/_emulator/*``) answer only loopback clients.
 """
@@ -286,10 +287,11 @@ def build_routes(emu: Emulator) -> list[Route]:
         prediction = emu.create_prediction(
             kid, model_name, inputs, str(request.base_url), webhook_url, estimate, invalid
         )
-        if emu.faults.roll("drop_connection"):
+        forced = emu.faults.marker_request_fault(inputs, prediction.inputs_hash)
+        if forced == "drop_connection" or emu.faults.roll("drop_connection"):
             request_drop(request)
             return Response(status_code=204)
-        if emu.faults.roll("slow_response"):
+        if forced == "slow_response" or emu.faults.roll("slow_response"):
             await asyncio.sleep(emu.faults.config.slow_seconds)
         return JSONResponse({"id": prediction.id, "error": None})
 

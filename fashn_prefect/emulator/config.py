@@ -27,6 +27,10 @@ class FaultConfig:
     """Runtime error name -> probability a prediction fails with it, e.g. {"PipelineError": 0.03}."""
     failure_marker: str = "emulator-fail:"
     """Any string input containing ``<marker><ErrorName>`` makes the prediction fail with that error."""
+    request_fault_marker: str = "emulator-fault:"
+    """Any string input containing ``<marker>drop_connection`` or ``<marker>slow_response``
+    makes the FIRST ``POST /v1/run`` with those inputs suffer that fault (after the prediction
+    is created), as a transient network fault would; later requests are answered normally."""
     rate_limit_burst: int = 0
     """The next N authenticated run/status/credits requests get 429 RateLimitExceeded."""
     cdn_gone: float = 0.0

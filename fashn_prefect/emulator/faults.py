@@ -64,6 +64,7 @@ class FaultInjector:
         self._rng = random.Random(f"{self._seed}:faults")
         self.counts: dict[str, int] = dict.fromkeys(REQUEST_FAULTS, 0)
         self.runtime_counts: dict[str, int] = {}
+        self._marked_requests: set[str] = set()
 
     def as_dict(self) -> dict[str, Any]:
         """Current fault config as JSON-able dict."""
@@ -82,9 +83,9 @@ class FaultInjector:
                 ):
                     raise ValueError("runtime_failures must map error names to probabilities")
                 value = {k: float(v) for k, v in value.items()}
-            elif name == "failure_marker":
+            elif name in ("failure_marker", "request_fault_marker"):
                 if not isinstance(value, str) or not value:
-                    raise ValueError("failure_marker must be a non-empty string")
+                    raise ValueError(f"{name} must be a non-empty string")
             elif name == "rate_limit_burst":
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise ValueError("rate_limit_burst must be a non-negative integer")
@@ -116,6 +117,21 @@ class FaultInjector:
         for text in _strings(inputs):
             match = pattern.search(text)
             if match:
+                return match.group(1)
+        return None
+
+    def marker_request_fault(self, inputs: Mapping[str, Any], key: str) -> str | None:
+        """``drop_connection`` or ``slow_response`` when a string input asks for it with the
+        request fault marker and no earlier request with the same ``key`` (inputs hash) was
+        hit; counts the fault. Otherwise None."""
+        pattern = re.compile(
+            re.escape(self.config.request_fault_marker) + r"(drop_connection|slow_response)"
+        )
+        for text in _strings(inputs):
+            match = pattern.search(text)
+            if match and key not in self._marked_requests:
+                self._marked_requests.add(key)
+                self.counts[match.group(1)] += 1
                 return match.group(1)
         return None
 

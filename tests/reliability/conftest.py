@@ -1,5 +1,6 @@
-"""Fixtures of the reliability suite: the Prefect harness, a distinctive secret API key,
-log capture for the secret scan, and the scenario report printed at the end of the run."""
+"""Fixtures of the reliability suite: a distinctive secret API key, log capture for the
+secret scan, and the scenario report printed at the end of the run. (The Prefect harness
+is the one in tests/conftest.py.)"""
 
 from __future__ import annotations
 
@@ -27,15 +28,6 @@ def report() -> Report:
 def secret_key() -> str:
     """A distinctive API key that must never appear in any output."""
     return f"fa-SECRET-{uuid.uuid4().hex}"
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """A temporary Prefect server and database for in-process flow runs."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 class _Collect(logging.Handler):

@@ -12,16 +12,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support import (
-    TIME_SCALE,
+from _helpers import (
     check_invariants,
+    host_images,
     latest_results,
-    manifest_rows,
-    scan_for_secret,
     specs_of,
-    upload_images,
-    write_csv,
+    tryon_rows,
+    write_manifest,
 )
+from support import TIME_SCALE, scan_for_secret
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
@@ -66,8 +65,10 @@ async def test_api_faults_lose_nothing_and_charge_once(
     with EmulatorServer(
         EmulatorConfig(api_keys=(secret_key,), time_scale=TIME_SCALE, seed=11, faults=FAULTS)
     ) as emu:
-        models, garments = upload_images(emu.put_file)
-        manifest = write_csv(str(tmp_path / "manifest.csv"), manifest_rows(ROWS, models, garments))
+        models, garments = host_images(emu, "rel")
+        manifest = write_manifest(
+            str(tmp_path / "manifest.csv"), tryon_rows(ROWS, models, garments)
+        )
         specs = specs_of(manifest)
         output = str(tmp_path / "out")
         creds = FashnCredentials(api_key=secret_key, base_url=emu.url)
@@ -106,7 +107,9 @@ async def test_api_faults_lose_nothing_and_charge_once(
         )
         final_stats = emu.stats()
         final_rows = latest_results(output)
-        final = check_invariants(specs, final_rows, final_stats, output)
+        final = check_invariants(
+            specs, final_rows, final_stats, output, before=first_stats, resubmit_ambiguous=True
+        )
 
     faults = first_stats["faults_injected"]
     client_retries = sum("; retry " in line for line in all_logs)

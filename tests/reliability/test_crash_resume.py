@@ -18,20 +18,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import (
+    check_invariants,
+    host_images,
+    latest_results,
+    results_files,
+    specs_of,
+    tryon_rows,
+    write_manifest,
+)
 from support import (
     TIME_SCALE,
     audit_tree,
-    check_invariants,
     cli_env,
     kill_session,
-    latest_results,
-    manifest_rows,
-    results_files,
     scan_for_secret,
     session_processes,
-    specs_of,
-    upload_images,
-    write_csv,
 )
 
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
@@ -81,8 +83,10 @@ async def test_sigkill_at_random_moments_then_resume(
     with EmulatorServer(
         EmulatorConfig(api_keys=(secret_key,), time_scale=TIME_SCALE, seed=23)
     ) as emu:
-        models, garments = upload_images(emu.put_file)
-        manifest = write_csv(str(tmp_path / "manifest.csv"), manifest_rows(ROWS, models, garments))
+        models, garments = host_images(emu, "rel")
+        manifest = write_manifest(
+            str(tmp_path / "manifest.csv"), tryon_rows(ROWS, models, garments)
+        )
         specs = specs_of(manifest)
         env = cli_env(home, emu.url, secret_key)
 
@@ -162,7 +166,14 @@ async def test_sigkill_at_random_moments_then_resume(
         resubmit = _start(manifest, str(out), env, log, "--resubmit-ambiguous")
         assert resubmit.wait(timeout=300) == 0, log.read_text()[-3000:]
         after_stats = emu.stats()
-        after = check_invariants(specs, latest_results(str(out)), after_stats, str(out))
+        after = check_invariants(
+            specs,
+            latest_results(str(out)),
+            after_stats,
+            str(out),
+            before=stats,
+            resubmit_ambiguous=True,
+        )
 
     fs, root = filesystem(str(out))
     tree = audit_tree(fs, root)

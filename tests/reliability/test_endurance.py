@@ -15,18 +15,15 @@ import time
 from pathlib import Path
 
 import pytest
-from support import (
-    TIME_SCALE,
+from _helpers import (
     check_invariants,
-    cli_env,
+    host_images,
     latest_results,
-    manifest_rows,
-    proc_memory_mb,
-    scan_for_secret,
     specs_of,
-    upload_images,
-    write_csv,
+    tryon_rows,
+    write_manifest,
 )
+from support import TIME_SCALE, cli_env, proc_memory_mb, scan_for_secret
 
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
 
@@ -57,8 +54,10 @@ async def test_2000_rows_with_flat_memory(tmp_path: Path, secret_key: str, repor
     with EmulatorServer(
         EmulatorConfig(api_keys=(secret_key,), time_scale=TIME_SCALE, seed=7)
     ) as emu:
-        models, garments = upload_images(emu.put_file)
-        manifest = write_csv(str(tmp_path / "manifest.csv"), manifest_rows(ROWS, models, garments))
+        models, garments = host_images(emu, "rel")
+        manifest = write_manifest(
+            str(tmp_path / "manifest.csv"), tryon_rows(ROWS, models, garments)
+        )
         specs = specs_of(manifest)
         with log.open("wb") as handle:
             proc = subprocess.Popen(

@@ -14,18 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import (
+    check_invariants,
+    host_images,
+    latest_results,
+    specs_of,
+    tryon_rows,
+    write_manifest,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import (
-    TIME_SCALE,
-    check_invariants,
-    latest_results,
-    manifest_rows,
-    scan_for_secret,
-    specs_of,
-    upload_images,
-    write_csv,
-)
+from support import TIME_SCALE, scan_for_secret
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
@@ -100,9 +99,9 @@ async def test_hostile_row_ids_stay_inside_the_output_root(
     with EmulatorServer(
         EmulatorConfig(api_keys=(secret_key,), time_scale=TIME_SCALE, seed=5)
     ) as emu:
-        models, garments = upload_images(emu.put_file)
-        rows = manifest_rows(len(HOSTILE_IDS), models, garments, row_ids=HOSTILE_IDS)
-        manifest = write_csv(str(tmp_path / "manifest.csv"), rows)
+        models, garments = host_images(emu, "rel")
+        rows = tryon_rows(len(HOSTILE_IDS), models, garments, row_ids=HOSTILE_IDS)
+        manifest = write_manifest(str(tmp_path / "manifest.csv"), rows)
         specs = specs_of(manifest)
         summary = await run_manifest(
             manifest,

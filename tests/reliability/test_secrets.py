@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import cli_env, manifest_rows, prefect_texts, scan_for_secret, upload_images, write_csv
+from _helpers import host_images, tryon_rows, write_manifest
+from support import cli_env, prefect_texts, scan_for_secret
 
 from fashn_prefect.client import FashnClient
 from fashn_prefect.credentials import FashnCredentials
@@ -113,8 +114,8 @@ async def test_rejected_and_unreachable_keys_never_surface(
 ) -> None:
     """The API rejects the key (401) / nothing listens: exceptions, logs, Prefect, files."""
     emu = fashn_emulator_factory(api_keys=("fa-the-only-valid-key",), time_scale=0.01)
-    models, garments = upload_images(emu.put_file)
-    manifest = write_csv(str(tmp_path / "m.csv"), manifest_rows(3, models, garments))
+    models, garments = host_images(emu, "rel")
+    manifest = write_manifest(str(tmp_path / "m.csv"), tryon_rows(3, models, garments))
     texts: list[str] = []
     outcomes: dict[str, str] = {}
     for label, base_url in (

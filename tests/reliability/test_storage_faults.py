@@ -23,20 +23,17 @@ from urllib.parse import urlparse
 
 import pyarrow.parquet as pq
 import pytest
+from _helpers import (
+    check_invariants,
+    host_images,
+    latest_results,
+    specs_of,
+    tryon_rows,
+    write_manifest,
+)
 from faultproxy import FaultProxy
 from PIL import Image
-from support import (
-    TIME_SCALE,
-    audit_tree,
-    check_invariants,
-    latest_results,
-    manifest_rows,
-    prefect_texts,
-    scan_for_secret,
-    specs_of,
-    upload_images,
-    write_csv,
-)
+from support import TIME_SCALE, audit_tree, prefect_texts, scan_for_secret
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
@@ -161,9 +158,9 @@ async def test_s3_outages_are_retried_and_never_expose_partial_objects(
                 "read_timeout": 1,
             },
         }
-        models, garments = upload_images(emu.put_file)
-        manifest = write_csv(
-            f"s3://{bucket}/manifest.csv", manifest_rows(ROWS, models, garments), direct
+        models, garments = host_images(emu, "rel")
+        manifest = write_manifest(
+            f"s3://{bucket}/manifest.csv", tryon_rows(ROWS, models, garments), direct
         )
         specs = specs_of(manifest, direct)
         auditor = Auditor(moto_server, bucket, "out/")
