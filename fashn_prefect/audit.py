@@ -5,9 +5,10 @@ run reports under ``{output}/runs/`` (with their ``/v1/credits`` snapshots), and
 
 * charged and estimated credits by day, model, generation settings, run and every
   metadata column (brand, catalog, ...);
-* anomalies: credits charged for a row whose outputs are not in storage, a row charged
-  more than once for the same inputs, a failed prediction with a charge, spend above a
-  budget;
+* anomalies: credits paid for nothing (a prediction the API reported completed, and
+  charged, without the outputs it was asked for: ``OutputMissing``), credits charged for a
+  row whose outputs are not in storage, a row charged more than once for the same inputs,
+  a failed prediction with a charge, spend above a budget;
 * a reconciliation of each run's balance movement with the charges its results explain.
 
 :func:`write_audit` stores the report as Parquet plus a PNG chart under ``{output}/audit/``.
@@ -40,7 +41,8 @@ _CHARGED_STATUSES = ("completed", "failed")
 class Anomaly:
     """One thing in the books that a person should look at."""
 
-    kind: str  # charged_without_output | duplicate_charge | failed_with_charge | over_budget
+    kind: str  # paid_for_nothing | charged_without_output | duplicate_charge
+    # | failed_with_charge | over_budget
     row_key: str | None
     credits: int
     detail: str
@@ -326,7 +328,17 @@ def _anomalies(
     for row in charged:
         by_row.setdefault((row["row_key"], row["inputs_hash"]), []).append(row)
         credits = row["credits_charged"]
-        if row["status"] == "failed":
+        if row["status"] == "failed" and row.get("error_name") == "OutputMissing":
+            found.append(
+                Anomaly(
+                    "paid_for_nothing",
+                    row["row_key"],
+                    credits,
+                    f"completed and charged without its outputs in run {row['run']}: "
+                    f"{(row.get('error_message') or '')[:160]}",
+                )
+            )
+        elif row["status"] == "failed":
             found.append(
                 Anomaly(
                     "failed_with_charge",

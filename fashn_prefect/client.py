@@ -141,6 +141,8 @@ class PredictionStatus:
     output: list[str] | None
     error: PredictionError | None
     credits_used: int | None
+    output_problem: str | None = None
+    """Set when ``output`` came in a form no FASHN document describes (nothing was kept)."""
 
     @property
     def is_terminal(self) -> bool:
@@ -594,14 +596,14 @@ def _parse_status(response: httpx.Response, requested_id: str) -> PredictionStat
             f"GET /v1/status/{requested_id} returned HTTP {response.status_code} without a status"
         )
     status: str = data["status"]
-    raw_output = data.get("output")
-    output: list[str] | None
-    if isinstance(raw_output, list):
-        output = [item for item in raw_output if isinstance(item, str)]
-    elif isinstance(raw_output, str):
-        output = [raw_output]
-    else:
-        output = None
+    output, output_problem = _parse_output(data.get("output"))
+    if output_problem and status == "completed":
+        logger.error(
+            "GET /v1/status/%s: completed with an undocumented output form (%s); "
+            "the row is recorded as failed with OutputMissing",
+            requested_id,
+            output_problem,
+        )
     raw_error = data.get("error")
     error: PredictionError | None = None
     if isinstance(raw_error, dict):
@@ -626,4 +628,31 @@ def _parse_status(response: httpx.Response, requested_id: str) -> PredictionStat
         output=output,
         error=error,
         credits_used=credits_used,
+        output_problem=output_problem,
     )
+
+
+def _parse_output(raw: Any) -> tuple[list[str] | None, str | None]:
+    """``(outputs, problem)`` for a status ``output`` field in any documented form.
+
+    Documented forms: a list of CDN URLs or base64 data URIs (OpenAPI, SDK), and
+    ``{"images": [...]}`` (the face-to-model docs page). A bare string is taken as one
+    output. Anything else, or non-string items, is reported as a problem, never dropped
+    silently.
+    """
+    if raw is None:
+        return None, None
+    if isinstance(raw, str):
+        return [raw], None
+    if isinstance(raw, dict):
+        images = raw.get("images")
+        if not isinstance(images, list):
+            return None, f"an object with keys {sorted(map(str, raw))[:10]} and no 'images' list"
+        raw = images
+    if isinstance(raw, list):
+        kept = [item for item in raw if isinstance(item, str) and item]
+        if len(kept) != len(raw):
+            dropped = len(raw) - len(kept)
+            return kept, f"{dropped} of {len(raw)} output items are not URL or data URI strings"
+        return kept, None
+    return None, f"a {type(raw).__name__} where a list of outputs was expected"

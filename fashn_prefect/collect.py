@@ -3,10 +3,16 @@
 FASHN deletes CDN outputs 72 h after completion and base64 outputs after 60 minutes, so
 each output is downloaded as soon as the prediction completes and written atomically
 under ``{output}/images/{row}-{inputs}-{index}.{ext}``.
+
+A completed prediction is charged for the outputs it was asked for. When it reports fewer
+(none, an undocumented ``output`` form, or fewer than ``num_images``/``num_samples``), the
+outputs it did return are still stored, and :func:`missing_outputs` names the shortfall so
+the row is recorded as failed with ``OutputMissing`` instead of silently "completed".
 """
 
 from __future__ import annotations
 
+from fashn_prefect import catalogue
 from fashn_prefect.client import PredictionStatus
 from fashn_prefect.runtime import Runtime
 from fashn_prefect.storage import atomic_write, join, safe_name
@@ -28,3 +34,19 @@ async def collect_outputs(rt: Runtime, spec: RowSpec, status: PredictionStatus) 
         await rt.store("storing an output image", atomic_write, rt.fs, path, fetched.data)
         uris.append(rt.uri(path))
     return uris
+
+
+def missing_outputs(spec: RowSpec, status: PredictionStatus, stored: int) -> str | None:
+    """Why a completed prediction's outputs fall short of what was paid for, or None."""
+    expected = catalogue.output_count(spec.model_name, spec.inputs)
+    if status.output_problem:
+        return (
+            f"the API reported the prediction completed, but its output was "
+            f"{status.output_problem}; {stored} of {expected} outputs stored"
+        )
+    if stored < expected:
+        return (
+            f"the API reported the prediction completed with {stored} of the {expected} "
+            "outputs requested; credits were charged for outputs that never arrived"
+        )
+    return None

@@ -27,7 +27,7 @@ from prefect.runtime import flow_run
 from prefect.tasks import Task
 
 from fashn_prefect.client import PredictionStatus
-from fashn_prefect.collect import collect_outputs
+from fashn_prefect.collect import collect_outputs, missing_outputs
 from fashn_prefect.credentials import FashnCredentials, resolve_credentials
 from fashn_prefect.errors import (
     AmbiguousSubmission,
@@ -142,10 +142,20 @@ async def collect(runtime_id: str, index: int, status: PredictionStatus) -> list
     rt = lookup(runtime_id)
     job = rt.jobs[index]
     uris = await collect_outputs(rt, job.spec, status)
-    assert job.record is not None
-    job.record.outputs = uris
-    job.record.status = "completed"
-    await rt.save(job.record)
+    record = job.record
+    assert record is not None and record.last is not None
+    record.outputs = uris
+    shortfall = missing_outputs(job.spec, status, len(uris))
+    if shortfall is not None:
+        # Charged, but short: what did arrive is kept; the row fails and is never resent
+        # automatically (a second prediction would be charged again).
+        attempt = record.last
+        attempt.status = record.status = "failed"
+        attempt.error_name, attempt.error_message = "OutputMissing", shortfall
+        await rt.save(record)
+        raise PredictionFailed("OutputMissing", shortfall, prediction_id=status.id, retryable=False)
+    record.status = "completed"
+    await rt.save(record)
     return uris
 
 

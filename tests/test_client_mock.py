@@ -267,6 +267,33 @@ async def test_status_lenient_parsing() -> None:
     assert not second.is_terminal and second.output is None and second.credits_used is None
 
 
+@pytest.mark.parametrize(
+    ("output", "kept", "problem"),
+    [
+        (["https://cdn/a.png", "data:image/png;base64,AA=="], 2, None),
+        ({"images": ["https://cdn/a.png"]}, 1, None),
+        ("https://cdn/a.png", 1, None),
+        ({"urls": ["https://cdn/a.png"]}, None, "no 'images' list"),
+        (["https://cdn/a.png", {"url": "https://cdn/b.png"}], 1, "1 of 2 output items"),
+        (42, None, "a int where a list"),
+    ],
+)
+async def test_status_output_forms(
+    output: Any, kept: int | None, problem: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The documented forms are kept; anything else is flagged (and logged as an error),
+    # never silently dropped. The emulator produces only the documented forms.
+    client = make_client(Script(ok_status(output=output)))
+    with caplog.at_level(logging.ERROR, logger="fashn_prefect.client"):
+        status = await client.status("pred-1")
+    assert (len(status.output) if status.output is not None else None) == kept
+    if problem is None:
+        assert status.output_problem is None and not caplog.records
+    else:
+        assert status.output_problem is not None and problem in status.output_problem
+        assert "OutputMissing" in caplog.text
+
+
 async def test_status_credits_header_ignored_on_non_terminal() -> None:
     script = Script(ok_status("in_queue", headers={"x-fashn-credits-used": "4"}, output=None))
     client = make_client(script)

@@ -1,0 +1,132 @@
+"""The real API may answer in forms other than the documented one: no paid output is lost.
+
+Each test switches on one emulator variant (issue 11) and runs a manifest through the whole
+flow (``run_manifest`` on a Prefect test server, the emulator over loopback HTTP). Every
+row must end completed with all its outputs stored, or failed with its real error, and
+the credits the results report must match what the emulator charged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _pipeline import TIME_SCALE, emulator, put_images, results, write_manifest
+from PIL import Image
+
+from fashn_prefect.audit import audit
+from fashn_prefect.credentials import FashnCredentials
+from fashn_prefect.emulator import EmulatorServer
+from fashn_prefect.pipeline import run_manifest
+from fashn_prefect.storage import filesystem
+
+pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def emu() -> Iterator[EmulatorServer]:
+    server = emulator(seed=11)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _rows(tmp_path: Path, count: int = 4) -> list[dict[str, Any]]:
+    """Rows asking for 1 or 2 outputs each (tryon-max with num_images=2, edit with 1)."""
+    images = put_images(str(tmp_path / "images"))
+    rows: list[dict[str, Any]] = []
+    for i in range(count):
+        garment = images["garments"][i % 6]
+        if i % 2:
+            rows.append(
+                {
+                    "row_id": f"max-{i}",
+                    "model_name": "tryon-max",
+                    "model_image": images["models"][i % 3],
+                    "product_image": garment,
+                    "num_images": 2,
+                }
+            )
+        else:
+            rows.append(
+                {"row_id": f"edit-{i}", "model_name": "edit", "image": garment, "prompt": f"p{i}"}
+            )
+    return rows
+
+
+async def _run(emu: EmulatorServer, tmp_path: Path, rows: list[dict[str, Any]], **kw: Any) -> Any:
+    manifest = write_manifest(str(tmp_path / "catalog.csv"), rows)
+    options: dict[str, Any] = {
+        "manifest": manifest,
+        "output": str(tmp_path / "out"),
+        "credentials": FashnCredentials(api_key=emu.api_key, base_url=emu.url),
+        "time_scale": TIME_SCALE,
+        "retries": 1,
+        "shared_limits": False,
+    }
+    options.update(kw)
+    summary = await run_manifest(**options)
+    return summary, {r["row_key"]: r for r in results(summary["results"])}
+
+
+def _truth(emu: EmulatorServer) -> dict[str, dict[str, Any]]:
+    return {p["id"]: p for p in emu.stats()["predictions"]}
+
+
+def _assert_all_outputs_stored(table: dict[str, dict[str, Any]], truth: dict[str, Any]) -> None:
+    """Every completed prediction's outputs are in storage as decodable images."""
+    for row in table.values():
+        assert row["status"] == "completed", (row["row_key"], row["error_message"])
+        (prediction_id,) = row["prediction_ids"]
+        assert row["output_count"] == truth[prediction_id]["output_count"] >= 1
+        for uri in row["output_uris"]:
+            fs, path = filesystem(uri)
+            with fs.open(path, "rb") as handle, Image.open(handle) as image:
+                assert image.format == "PNG" and uri.endswith(".png")
+
+
+async def test_dict_outputs_are_stored_like_a_list(emu: EmulatorServer, tmp_path: Path) -> None:
+    emu.set_faults(dict_outputs=True)
+    _, table = await _run(emu, tmp_path, _rows(tmp_path))
+    truth = _truth(emu)
+    _assert_all_outputs_stored(table, truth)
+    assert sum(r["output_count"] for r in table.values()) == 6
+    assert sum(r["credits_charged"] for r in table.values()) == emu.stats()["credits_charged"]
+
+
+async def test_a_completed_prediction_short_of_outputs_fails_charged_and_is_audited(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    # Every completed prediction lists one output fewer than asked for: the one-output rows
+    # get none at all, the two-output rows get one. All are charged in full.
+    emu.set_faults(drop_outputs=1)
+    out = str(tmp_path / "out")
+    rows = _rows(tmp_path)
+    summary, table = await _run(emu, tmp_path, rows)
+    truth = _truth(emu)
+    assert emu.stats()["credits_charged"] > 0
+    for row in table.values():
+        (prediction_id,) = row["prediction_ids"]
+        assert truth[prediction_id]["status"] == "completed"
+        assert (row["status"], row["error_name"]) == ("failed", "OutputMissing")
+        assert row["credits_charged"] == truth[prediction_id]["credits"] > 0
+        # What did arrive is kept.
+        expected = 1 if row["model_name"] == "tryon-max" else 0
+        assert row["output_count"] == expected
+        assert all(filesystem(u)[0].exists(filesystem(u)[1]) for u in row["output_uris"])
+    assert summary["totals"]["completed"] == 0
+    assert sum(r["credits_charged"] for r in table.values()) == emu.stats()["credits_charged"]
+
+    report = audit(out)
+    nothing = {a.row_key: a for a in report.anomalies if a.kind == "paid_for_nothing"}
+    assert set(nothing) == set(table)
+    assert sum(a.credits for a in nothing.values()) == emu.stats()["credits_charged"]
+
+    # A re-run reports the rows again and never pays for them a second time.
+    before = len(emu.stats()["predictions"])
+    _, again = await _run(emu, tmp_path, rows)
+    assert len(emu.stats()["predictions"]) == before
+    assert {r["error_name"] for r in again.values()} == {"OutputMissing"}
