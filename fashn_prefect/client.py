@@ -20,9 +20,16 @@ A read or write timeout, a connection dropped after sending, an undecodable 200,
 without the documented body raise :class:`~fashn_prefect.errors.AmbiguousSubmission`, never
 resent. A 4xx without the documented body is mapped by status code and raised, not retried.
 
-Choices where the reference is [UNCONFIRMED]: ``Retry-After`` is honoured when sent (capped
-at :data:`fashn_prefect.retry.RETRY_AFTER_MAX`); a 200 from ``/v1/run`` with no ``id`` but an
-``error`` string raises :class:`APIError` (``name="RunError"``, not retried).
+Retry timing. A positive ``Retry-After`` (or ``retry-after-ms``) is honoured as a minimum
+(capped at :data:`fashn_prefect.retry.RETRY_AFTER_MAX`). Whether the API sends it is
+[UNCONFIRMED]; without it, or when it is 0, negative or a date in the past (as the official
+SDK treats those), a 429 waits for the endpoint's limit window (``limit_windows``: 60 s for
+runs, 10 s for status and credits, the documented limits) plus jittered exponential
+back-off, so the retry lands in a fresh window; 5xx and transport failures use the jittered
+exponential back-off alone.
+
+A 200 from ``/v1/run`` with no ``id`` but an ``error`` string raises :class:`APIError`
+(``name="RunError"``, not retried; [UNCONFIRMED] when the API does this).
 
 The API key is sent only to the API base URL (never to output hosts), and never appears in
 logs, ``repr`` or exception text; httpx exceptions raised or chained by this module carry a
@@ -91,6 +98,9 @@ _RETRYABLE_RUN_ERRORS = frozenset(
     {"RateLimitExceeded", "ConcurrencyLimitExceeded", "InternalServerError"}
 )
 _UNAVAILABLE_OUTPUT_CODES = frozenset({403, 404, 410})
+#: The documented limit windows (seconds) of each endpoint: 50 runs / 60 s, 50 status
+#: calls / 10 s, 30 credits calls / 10 s.
+DEFAULT_LIMIT_WINDOWS: Mapping[str, float] = {"run": 60.0, "status": 10.0, "credits": 10.0}
 
 # Transport failures that prove the request never reached the server.
 _NOT_SENT_RETRYABLE: tuple[type[Exception], ...] = (
@@ -194,6 +204,7 @@ class FashnClient:
         backoff_max: float = 8.0,
         allow_insecure_base_url: bool = False,
         http_client: httpx.AsyncClient | None = None,
+        limit_windows: Mapping[str, float] | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         key = (key or "").strip()
@@ -216,6 +227,8 @@ class FashnClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.retry_after_max = RETRY_AFTER_MAX
+        # A 429 without a usable Retry-After waits out the endpoint's window (seconds).
+        self.limit_windows = {**DEFAULT_LIMIT_WINDOWS, **(limit_windows or {})}
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=self._timeout, headers={"User-Agent": f"fashn-prefect/{__version__}"}
@@ -393,7 +406,7 @@ class FashnClient:
                 )
             except httpx.RequestError as exc:
                 _scrub(exc, self._api_key)
-                retry_after = None
+                retry_after, refused_by = None, None
                 if isinstance(exc, _NOT_SENT_PERMANENT):
                     raise
                 if op == "run" and not isinstance(exc, _NOT_SENT_RETRYABLE):
@@ -413,7 +426,7 @@ class FashnClient:
                 )
                 if response.is_success:
                     return response
-                retry_after = parse_retry_after(response.headers)
+                retry_after, refused_by = parse_retry_after(response.headers), response.status_code
                 if op == "fetch":
                     reason = self._check_fetch_response(response, url, attempt)
                 else:
@@ -421,11 +434,15 @@ class FashnClient:
                     if attempt >= self.max_retries:
                         raise error
                     reason = f"{error.name} (HTTP {response.status_code})"
+            window = 0.0
+            if retry_after is None and refused_by == 429:
+                window = self.limit_windows.get(op, 0.0)
             delay = retry_delay(
                 attempt,
                 retry_after,
                 self.backoff_base,
                 self.backoff_max,
+                window=window,
                 retry_after_max=self.retry_after_max,
             )
             attempt += 1

@@ -352,7 +352,7 @@ async def run_manifest(
     shared = SharedLimits(creds.account_id, limits, enabled=_use_shared_limits(shared_limits))
     in_flight = await shared.ensure()
     needs_lane = len(plan.by_action("submit", "resume"))
-    async with creds.get_client(**_client_options(client_timeout, time_scale)) as client:
+    async with creds.get_client(**_client_options(client_timeout, time_scale, limits)) as client:
         balance_before = await client.credits() if check_balance else None
         if balance_before is not None and plan.estimated_credits > balance_before.total:
             raise BudgetExceeded(
@@ -498,9 +498,20 @@ async def _write_gallery(
         return None
 
 
-def _client_options(timeout: float | None, time_scale: float) -> dict[str, Any]:
-    """FashnClient options: the request timeout, and retry back-off on the run's time scale."""
-    options: dict[str, Any] = {"backoff_base": 0.5 * time_scale, "backoff_max": 8.0 * time_scale}
+def _client_options(timeout: float | None, time_scale: float, limits: ApiLimits) -> dict[str, Any]:
+    """FashnClient options: the request timeout, and retry back-off on the run's time scale.
+
+    ``limits`` are already scaled; a 429 without ``Retry-After`` waits out their windows.
+    """
+    options: dict[str, Any] = {
+        "backoff_base": 0.5 * time_scale,
+        "backoff_max": 8.0 * time_scale,
+        "limit_windows": {
+            "run": limits.run.seconds,
+            "status": limits.status.seconds,
+            "credits": 10.0 * time_scale,
+        },
+    }
     if timeout is not None:
         options["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 5.0))
     return options

@@ -130,3 +130,25 @@ async def test_a_completed_prediction_short_of_outputs_fails_charged_and_is_audi
     _, again = await _run(emu, tmp_path, rows)
     assert len(emu.stats()["predictions"]) == before
     assert {r["error_name"] for r in again.values()} == {"OutputMissing"}
+
+
+@pytest.mark.parametrize("variant", ["omit_retry_after", "zero_retry_after"])
+async def test_rate_limited_without_usable_retry_after_every_row_completes_once(
+    tmp_path: Path, variant: str
+) -> None:
+    # The account allows fewer runs per window than the flow is told (2 per 60 s against
+    # 50 per 60 s), and the API's 429s carry no usable Retry-After. Prefect task retries are
+    # off: the client alone must wait for the next window instead of giving up.
+    server = emulator(seed=12, run_limit=(2, 60.0))
+    try:
+        server.set_faults(**{variant: True})
+        rows = [r for r in _rows(tmp_path, 6) if r["model_name"] == "edit"]
+        rows += [{**r, "row_id": f"{r['row_id']}-b", "prompt": "b"} for r in rows]
+        _, table = await _run(server, tmp_path, rows, retries=0)
+        stats = server.stats()
+    finally:
+        server.stop()
+    assert stats["rejected"]["RateLimitExceeded"] > 0
+    assert {r["status"] for r in table.values()} == {"completed"}
+    assert all(len(r["prediction_ids"]) == 1 for r in table.values())
+    assert len(stats["predictions"]) == len(rows)
