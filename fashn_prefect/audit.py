@@ -71,6 +71,14 @@ class AuditReport:
     rows: int
     charged: int
     estimated: int
+    charged_from_estimates: int = 0
+    """Of ``charged``: credits booked from the catalogue's estimate because the API sent no
+    ``x-fashn-credits-used`` header (``credits_source == "estimate"``)."""
+    rows_estimated: int = 0
+    """Charged rows whose charge is such an estimate."""
+    rows_charge_unknown: int = 0
+    """Completed rows of models the catalogue does not know that came without the header:
+    their charge is unknown (booked as 0)."""
     breakdown: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     anomalies: list[Anomaly] = field(default_factory=list)
     runs: list[RunBalance] = field(default_factory=list)
@@ -111,6 +119,9 @@ class AuditReport:
             f"- results tables: {self.tables}, rows: {self.rows}"
             + (f" (since {self.since})" if self.since else ""),
             f"- credits charged: **{self.charged}**, estimated for the same rows: {self.estimated}",
+            f"- of the charged credits, {self.charged_from_estimates} over {self.rows_estimated} "
+            "rows are the catalogue's estimate (the API reported no charge); "
+            f"{self.rows_charge_unknown} rows have an unknown charge",
             f"- balance movement over {len(self.runs)} runs: {self.balance_movement} "
             f"(unexplained by the results: {self.unexplained})",
         ]
@@ -207,6 +218,11 @@ def _audit(
         rows=len(rows),
         charged=sum(r["credits_charged"] or 0 for r in rows),
         estimated=sum(r["estimated_credits"] or 0 for r in rows if _was_run(r)),
+        charged_from_estimates=sum(
+            r["credits_charged"] or 0 for r in rows if r.get("credits_source") == "estimate"
+        ),
+        rows_estimated=sum(1 for r in rows if r.get("credits_source") == "estimate"),
+        rows_charge_unknown=sum(1 for r in rows if r.get("credits_source") == "unknown"),
     )
     report.breakdown = _breakdown(rows)
     report.spend = spend_by_day_and_model(rows)

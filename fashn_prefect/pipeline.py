@@ -27,7 +27,12 @@ from prefect.runtime import flow_run
 from prefect.tasks import Task
 
 from fashn_prefect.client import PredictionStatus
-from fashn_prefect.collect import collect_outputs, missing_outputs
+from fashn_prefect.collect import (
+    charged_credits,
+    collect_outputs,
+    credits_source,
+    missing_outputs,
+)
 from fashn_prefect.credentials import FashnCredentials, resolve_credentials
 from fashn_prefect.errors import (
     AmbiguousSubmission,
@@ -123,7 +128,7 @@ async def predict(runtime_id: str, index: int) -> PredictionStatus:
             ) from None
     attempt.status = "completed" if status.is_completed else "failed"
     attempt.completed_at = utc_now()
-    attempt.credits_used = status.credits_used or 0
+    attempt.credits_used, attempt.credits_source = charged_credits(job.spec, status)
     if not status.is_completed:
         error = status.error
         name = error.name if error else status.status
@@ -171,6 +176,7 @@ def _row_from_record(job: Job, status: str, **extra: Any) -> dict[str, Any]:
         # An attempt left at "submitting" (a process killed mid-POST) is just as unknown.
         "ambiguous": any(a.status in ("ambiguous", "submitting") for a in attempts),
         "credits_charged": sum(a.credits_used or 0 for a in charged),
+        "credits_source": credits_source(attempts),
         "output_uris": record.outputs if record else [],
         "submitted_at": first.submitted_at if first else None,
         "completed_at": last.completed_at if last else None,

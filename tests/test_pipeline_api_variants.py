@@ -152,3 +152,62 @@ async def test_rate_limited_without_usable_retry_after_every_row_completes_once(
     assert {r["status"] for r in table.values()} == {"completed"}
     assert all(len(r["prediction_ids"]) == 1 for r in table.values())
     assert len(stats["predictions"]) == len(rows)
+
+
+def _edits(tmp_path: Path, count: int) -> list[dict[str, Any]]:
+    """``count`` edit rows, 1 credit each (fast at 1k when generation_mode is omitted)."""
+    garments = put_images(str(tmp_path / "images"))["garments"]
+    return [
+        {"row_id": f"e-{i:02d}", "model_name": "edit", "image": garments[i % 6], "prompt": f"p{i}"}
+        for i in range(count)
+    ]
+
+
+async def test_without_the_credits_header_the_estimate_is_booked_and_audited(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    emu.set_faults(omit_credits_header=True)
+    rows = _rows(tmp_path)
+    summary, table = await _run(emu, tmp_path, rows)
+    truth = _truth(emu)
+    charged = emu.stats()["credits_charged"]
+    for row in table.values():
+        (prediction_id,) = row["prediction_ids"]
+        assert (row["status"], row["credits_source"]) == ("completed", "estimate")
+        # The emulator charges what the catalogue estimates: the booking is exact here.
+        assert row["credits_charged"] == row["estimated_credits"] == truth[prediction_id]["credits"]
+    assert summary["totals"]["credits_charged"] == charged > 0
+    assert summary["totals"]["credits_estimated"] == charged
+
+    report = audit(str(tmp_path / "out"))
+    assert report.charged == charged
+    assert (report.charged_from_estimates, report.rows_estimated) == (charged, len(rows))
+
+    # With the header back, charges are the API's own again.
+    emu.set_faults(omit_credits_header=False)
+    more = [{**r, "row_id": f"{r['row_id']}-h", "prompt": "with header"} for r in rows]
+    _, again = await _run(emu, tmp_path, more)
+    assert {r["credits_source"] for r in again.values()} == {"header"}
+
+
+async def test_backfill_budget_counts_estimated_charges(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    from fashn_prefect.backfill import run_backfill
+
+    emu.set_faults(omit_credits_header=True)
+    manifest = write_manifest(str(tmp_path / "history.csv"), _edits(tmp_path, 10))
+    options: dict[str, Any] = {
+        "chunk_size": 2,
+        "budget": 5,
+        "credentials": FashnCredentials(api_key=emu.api_key, base_url=emu.url),
+        "time_scale": TIME_SCALE,
+        "shared_limits": False,
+    }
+    first = await run_backfill(manifest, str(tmp_path / "out"), **options)
+    assert first["totals"]["completed"] == 5 == emu.stats()["credits_charged"]
+    # The API never reported a charge; the spent budget still counts the estimates, so a
+    # second run with the same budget sends nothing.
+    again = await run_backfill(manifest, str(tmp_path / "out"), **options)
+    assert again["plan"]["spent_before"] == 5 and again["chunks"] == []
+    assert emu.stats()["credits_charged"] == 5 == len(emu.stats()["predictions"])
