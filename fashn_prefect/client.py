@@ -68,9 +68,8 @@ from fashn_prefect.errors import (
 from fashn_prefect.outputs import (
     decode_data_uri,
     extension_for,
-    guess_media_type,
     is_expired_base64,
-    media_type,
+    output_media_type,
 )
 from fashn_prefect.retry import RETRY_AFTER_MAX, parse_retry_after, retry_delay
 
@@ -176,7 +175,8 @@ class CreditBalance:
 
 @dataclass(frozen=True)
 class FetchedOutput:
-    """The bytes of one prediction output and its media type."""
+    """The bytes of one prediction output and its media type (magic bytes, then the URL
+    suffix, then the Content-Type header)."""
 
     data: bytes
     content_type: str
@@ -329,8 +329,8 @@ class FashnClient:
         if is_expired_base64(ref):
             raise OutputUnavailable("The base64 output has expired (kept for 60 minutes).")
         if ref.startswith("data:"):
-            data, content_type = decode_data_uri(ref)
-            return FetchedOutput(data=data, content_type=content_type)
+            data, declared = decode_data_uri(ref)
+            return FetchedOutput(data=data, content_type=output_media_type(data, None, declared))
         try:
             url = httpx.URL(ref)
         except httpx.InvalidURL as exc:
@@ -338,8 +338,8 @@ class FashnClient:
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("output reference must be an http(s) URL or a data: URI")
         response = await self._call("GET", str(url), op="fetch", absolute=True)
-        content_type = media_type(response.headers.get("content-type")) or guess_media_type(
-            url.path
+        content_type = output_media_type(
+            response.content, url.path, response.headers.get("content-type")
         )
         return FetchedOutput(data=response.content, content_type=content_type)
 

@@ -211,3 +211,11 @@ async def test_backfill_budget_counts_estimated_charges(
     again = await run_backfill(manifest, str(tmp_path / "out"), **options)
     assert again["plan"]["spent_before"] == 5 and again["chunks"] == []
     assert emu.stats()["credits_charged"] == 5 == len(emu.stats()["predictions"])
+
+
+async def test_a_generic_cdn_content_type_still_saves_images_with_their_real_type(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    emu.set_faults(octet_stream_cdn=True)
+    _, table = await _run(emu, tmp_path, _rows(tmp_path))
+    _assert_all_outputs_stored(table, _truth(emu))  # .png files holding PNGs, none .bin
