@@ -219,3 +219,42 @@ async def test_a_generic_cdn_content_type_still_saves_images_with_their_real_typ
     emu.set_faults(octet_stream_cdn=True)
     _, table = await _run(emu, tmp_path, _rows(tmp_path))
     _assert_all_outputs_stored(table, _truth(emu))  # .png files holding PNGs, none .bin
+
+
+@pytest.mark.parametrize("end", ["canceled", "time_out"])
+async def test_canceled_and_timed_out_predictions_fail_uncharged_with_their_status(
+    emu: EmulatorServer, tmp_path: Path, end: str
+) -> None:
+    emu.set_faults(**{end: 1.0})
+    _, table = await _run(emu, tmp_path, _rows(tmp_path))
+    truth = _truth(emu)
+    assert {p["status"] for p in truth.values()} == {end}
+    for row in table.values():
+        assert (row["status"], row["error_name"], row["credits_charged"]) == ("failed", end, 0)
+        assert row["error_message"] == f"prediction ended as {end}"
+        assert all(truth[p]["credits"] == 0 for p in row["prediction_ids"])
+    assert sorted(p for r in table.values() for p in r["prediction_ids"]) == sorted(truth)
+    assert emu.stats()["credits_charged"] == 0
+
+
+async def test_a_prediction_forgotten_before_it_is_seen_done_is_ambiguous_never_resent(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    # The API stops tracking a prediction as soon as it ends, before any poll sees it
+    # done: its outcome (and any charge) cannot be known, so the row fails as ambiguous
+    # and is not submitted again.
+    emu.set_faults(forget_after=0.001)
+    rows = _rows(tmp_path)
+    _, table = await _run(emu, tmp_path, rows)
+    truth = _truth(emu)
+    for row in table.values():
+        assert (row["status"], row["error_name"], row["ambiguous"]) == (
+            "failed",
+            "AmbiguousSubmission",
+            True,
+        )
+        (prediction_id,) = row["prediction_ids"]
+        assert truth[prediction_id]["status"] == "completed"
+    _, again = await _run(emu, tmp_path, rows)
+    assert len(_truth(emu)) == len(rows)
+    assert {r["error_name"] for r in again.values()} == {"AmbiguousSubmission"}
