@@ -5,9 +5,10 @@ run reports under ``{output}/runs/`` (with their ``/v1/credits`` snapshots), and
 
 * charged and estimated credits by day, model, generation settings, run and every
   metadata column (brand, catalog, ...);
-* anomalies: credits charged for a row whose outputs are not in storage, a row charged
-  more than once for the same inputs, a failed prediction with a charge, spend above a
-  budget;
+* anomalies: credits paid for nothing (a prediction the API reported completed, and
+  charged, without the outputs it was asked for: ``OutputMissing``), credits charged for a
+  row whose outputs are not in storage, a row charged more than once for the same inputs,
+  a failed prediction with a charge, spend above a budget;
 * a reconciliation of each run's balance movement with the charges its results explain.
 
 :func:`write_audit` stores the report as Parquet plus a PNG chart under ``{output}/audit/``.
@@ -40,7 +41,8 @@ _CHARGED_STATUSES = ("completed", "failed")
 class Anomaly:
     """One thing in the books that a person should look at."""
 
-    kind: str  # charged_without_output | duplicate_charge | failed_with_charge | over_budget
+    kind: str  # paid_for_nothing | charged_without_output | duplicate_charge
+    # | failed_with_charge | over_budget
     row_key: str | None
     credits: int
     detail: str
@@ -69,6 +71,14 @@ class AuditReport:
     rows: int
     charged: int
     estimated: int
+    charged_from_estimates: int = 0
+    """Of ``charged``: credits booked from the catalogue's estimate because the API sent no
+    ``x-fashn-credits-used`` header (``credits_source == "estimate"``)."""
+    rows_estimated: int = 0
+    """Charged rows whose charge is such an estimate."""
+    rows_charge_unknown: int = 0
+    """Completed rows of models the catalogue does not know that came without the header:
+    their charge is unknown (booked as 0)."""
     breakdown: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     anomalies: list[Anomaly] = field(default_factory=list)
     runs: list[RunBalance] = field(default_factory=list)
@@ -109,6 +119,9 @@ class AuditReport:
             f"- results tables: {self.tables}, rows: {self.rows}"
             + (f" (since {self.since})" if self.since else ""),
             f"- credits charged: **{self.charged}**, estimated for the same rows: {self.estimated}",
+            f"- of the charged credits, {self.charged_from_estimates} over {self.rows_estimated} "
+            "rows are the catalogue's estimate (the API reported no charge); "
+            f"{self.rows_charge_unknown} rows have an unknown charge",
             f"- balance movement over {len(self.runs)} runs: {self.balance_movement} "
             f"(unexplained by the results: {self.unexplained})",
         ]
@@ -205,6 +218,11 @@ def _audit(
         rows=len(rows),
         charged=sum(r["credits_charged"] or 0 for r in rows),
         estimated=sum(r["estimated_credits"] or 0 for r in rows if _was_run(r)),
+        charged_from_estimates=sum(
+            r["credits_charged"] or 0 for r in rows if r.get("credits_source") == "estimate"
+        ),
+        rows_estimated=sum(1 for r in rows if r.get("credits_source") == "estimate"),
+        rows_charge_unknown=sum(1 for r in rows if r.get("credits_source") == "unknown"),
     )
     report.breakdown = _breakdown(rows)
     report.spend = spend_by_day_and_model(rows)
@@ -326,7 +344,17 @@ def _anomalies(
     for row in charged:
         by_row.setdefault((row["row_key"], row["inputs_hash"]), []).append(row)
         credits = row["credits_charged"]
-        if row["status"] == "failed":
+        if row["status"] == "failed" and row.get("error_name") == "OutputMissing":
+            found.append(
+                Anomaly(
+                    "paid_for_nothing",
+                    row["row_key"],
+                    credits,
+                    f"completed and charged without its outputs in run {row['run']}: "
+                    f"{(row.get('error_message') or '')[:160]}",
+                )
+            )
+        elif row["status"] == "failed":
             found.append(
                 Anomaly(
                     "failed_with_charge",

@@ -772,8 +772,18 @@ def resolve_inputs(model_name: str, inputs: Mapping[str, Any]) -> dict[str, Any]
 
 
 def output_count(model_name: str, inputs: Mapping[str, Any]) -> int:
-    """Number of outputs the request produces (``num_images``/``num_samples``, default 1)."""
-    spec = get_model(model_name)
+    """Number of outputs the request produces (``num_images``/``num_samples``, default 1).
+
+    For a model the catalogue does not know, a positive integer ``num_images`` or
+    ``num_samples`` input is taken at its word; otherwise 1.
+    """
+    spec = MODELS.get(model_name) if isinstance(model_name, str) else None
+    if spec is None:
+        for name in ("num_images", "num_samples"):
+            value = inputs.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                return value
+        return 1
     if spec.output_count_field is None:
         return 1
     value = inputs.get(spec.output_count_field)

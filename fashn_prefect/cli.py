@@ -543,6 +543,13 @@ def _print_audit(report: Any) -> None:
         f"{report.balance_movement} over {len(report.runs)} runs, {report.unexplained} "
         "unexplained"
     )
+    if report.rows_estimated or report.rows_charge_unknown:
+        out.print(
+            f"[yellow]{report.charged_from_estimates}[/] of the charged credits "
+            f"({report.rows_estimated} rows) are estimates: the API sent no "
+            f"x-fashn-credits-used header; {report.rows_charge_unknown} rows have an "
+            "unknown charge"
+        )
     for dimension in ("model", "day"):
         items = report.breakdown.get(dimension) or []
         if not items:

@@ -20,9 +20,16 @@ A read or write timeout, a connection dropped after sending, an undecodable 200,
 without the documented body raise :class:`~fashn_prefect.errors.AmbiguousSubmission`, never
 resent. A 4xx without the documented body is mapped by status code and raised, not retried.
 
-Choices where the reference is [UNCONFIRMED]: ``Retry-After`` is honoured when sent (capped
-at :data:`fashn_prefect.retry.RETRY_AFTER_MAX`); a 200 from ``/v1/run`` with no ``id`` but an
-``error`` string raises :class:`APIError` (``name="RunError"``, not retried).
+Retry timing. A positive ``Retry-After`` (or ``retry-after-ms``) is honoured as a minimum
+(capped at :data:`fashn_prefect.retry.RETRY_AFTER_MAX`). Whether the API sends it is
+[UNCONFIRMED]; without it, or when it is 0, negative or a date in the past (as the official
+SDK treats those), a 429 waits for the endpoint's limit window (``limit_windows``: 60 s for
+runs, 10 s for status and credits, the documented limits) plus jittered exponential
+back-off, so the retry lands in a fresh window; 5xx and transport failures use the jittered
+exponential back-off alone.
+
+A 200 from ``/v1/run`` with no ``id`` but an ``error`` string raises :class:`APIError`
+(``name="RunError"``, not retried; [UNCONFIRMED] when the API does this).
 
 The API key is sent only to the API base URL (never to output hosts), and never appears in
 logs, ``repr`` or exception text; httpx exceptions raised or chained by this module carry a
@@ -61,9 +68,8 @@ from fashn_prefect.errors import (
 from fashn_prefect.outputs import (
     decode_data_uri,
     extension_for,
-    guess_media_type,
     is_expired_base64,
-    media_type,
+    output_media_type,
 )
 from fashn_prefect.retry import RETRY_AFTER_MAX, parse_retry_after, retry_delay
 
@@ -91,6 +97,9 @@ _RETRYABLE_RUN_ERRORS = frozenset(
     {"RateLimitExceeded", "ConcurrencyLimitExceeded", "InternalServerError"}
 )
 _UNAVAILABLE_OUTPUT_CODES = frozenset({403, 404, 410})
+#: The documented limit windows (seconds) of each endpoint: 50 runs / 60 s, 50 status
+#: calls / 10 s, 30 credits calls / 10 s.
+DEFAULT_LIMIT_WINDOWS: Mapping[str, float] = {"run": 60.0, "status": 10.0, "credits": 10.0}
 
 # Transport failures that prove the request never reached the server.
 _NOT_SENT_RETRYABLE: tuple[type[Exception], ...] = (
@@ -141,6 +150,8 @@ class PredictionStatus:
     output: list[str] | None
     error: PredictionError | None
     credits_used: int | None
+    output_problem: str | None = None
+    """Set when ``output`` came in a form no FASHN document describes (nothing was kept)."""
 
     @property
     def is_terminal(self) -> bool:
@@ -164,7 +175,8 @@ class CreditBalance:
 
 @dataclass(frozen=True)
 class FetchedOutput:
-    """The bytes of one prediction output and its media type."""
+    """The bytes of one prediction output and its media type (magic bytes, then the URL
+    suffix, then the Content-Type header)."""
 
     data: bytes
     content_type: str
@@ -192,6 +204,7 @@ class FashnClient:
         backoff_max: float = 8.0,
         allow_insecure_base_url: bool = False,
         http_client: httpx.AsyncClient | None = None,
+        limit_windows: Mapping[str, float] | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         key = (key or "").strip()
@@ -214,6 +227,8 @@ class FashnClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.retry_after_max = RETRY_AFTER_MAX
+        # A 429 without a usable Retry-After waits out the endpoint's window (seconds).
+        self.limit_windows = {**DEFAULT_LIMIT_WINDOWS, **(limit_windows or {})}
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=self._timeout, headers={"User-Agent": f"fashn-prefect/{__version__}"}
@@ -314,8 +329,8 @@ class FashnClient:
         if is_expired_base64(ref):
             raise OutputUnavailable("The base64 output has expired (kept for 60 minutes).")
         if ref.startswith("data:"):
-            data, content_type = decode_data_uri(ref)
-            return FetchedOutput(data=data, content_type=content_type)
+            data, declared = decode_data_uri(ref)
+            return FetchedOutput(data=data, content_type=output_media_type(data, None, declared))
         try:
             url = httpx.URL(ref)
         except httpx.InvalidURL as exc:
@@ -323,8 +338,8 @@ class FashnClient:
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("output reference must be an http(s) URL or a data: URI")
         response = await self._call("GET", str(url), op="fetch", absolute=True)
-        content_type = media_type(response.headers.get("content-type")) or guess_media_type(
-            url.path
+        content_type = output_media_type(
+            response.content, url.path, response.headers.get("content-type")
         )
         return FetchedOutput(data=response.content, content_type=content_type)
 
@@ -391,7 +406,7 @@ class FashnClient:
                 )
             except httpx.RequestError as exc:
                 _scrub(exc, self._api_key)
-                retry_after = None
+                retry_after, refused_by = None, None
                 if isinstance(exc, _NOT_SENT_PERMANENT):
                     raise
                 if op == "run" and not isinstance(exc, _NOT_SENT_RETRYABLE):
@@ -411,7 +426,7 @@ class FashnClient:
                 )
                 if response.is_success:
                     return response
-                retry_after = parse_retry_after(response.headers)
+                retry_after, refused_by = parse_retry_after(response.headers), response.status_code
                 if op == "fetch":
                     reason = self._check_fetch_response(response, url, attempt)
                 else:
@@ -419,11 +434,15 @@ class FashnClient:
                     if attempt >= self.max_retries:
                         raise error
                     reason = f"{error.name} (HTTP {response.status_code})"
+            window = 0.0
+            if retry_after is None and refused_by == 429:
+                window = self.limit_windows.get(op, 0.0)
             delay = retry_delay(
                 attempt,
                 retry_after,
                 self.backoff_base,
                 self.backoff_max,
+                window=window,
                 retry_after_max=self.retry_after_max,
             )
             attempt += 1
@@ -594,14 +613,14 @@ def _parse_status(response: httpx.Response, requested_id: str) -> PredictionStat
             f"GET /v1/status/{requested_id} returned HTTP {response.status_code} without a status"
         )
     status: str = data["status"]
-    raw_output = data.get("output")
-    output: list[str] | None
-    if isinstance(raw_output, list):
-        output = [item for item in raw_output if isinstance(item, str)]
-    elif isinstance(raw_output, str):
-        output = [raw_output]
-    else:
-        output = None
+    output, output_problem = _parse_output(data.get("output"))
+    if output_problem and status == "completed":
+        logger.error(
+            "GET /v1/status/%s: completed with an undocumented output form (%s); "
+            "the row is recorded as failed with OutputMissing",
+            requested_id,
+            output_problem,
+        )
     raw_error = data.get("error")
     error: PredictionError | None = None
     if isinstance(raw_error, dict):
@@ -626,4 +645,31 @@ def _parse_status(response: httpx.Response, requested_id: str) -> PredictionStat
         output=output,
         error=error,
         credits_used=credits_used,
+        output_problem=output_problem,
     )
+
+
+def _parse_output(raw: Any) -> tuple[list[str] | None, str | None]:
+    """``(outputs, problem)`` for a status ``output`` field in any documented form.
+
+    Documented forms: a list of CDN URLs or base64 data URIs (OpenAPI, SDK), and
+    ``{"images": [...]}`` (the face-to-model docs page). A bare string is taken as one
+    output. Anything else, or non-string items, is reported as a problem, never dropped
+    silently.
+    """
+    if raw is None:
+        return None, None
+    if isinstance(raw, str):
+        return [raw], None
+    if isinstance(raw, dict):
+        images = raw.get("images")
+        if not isinstance(images, list):
+            return None, f"an object with keys {sorted(map(str, raw))[:10]} and no 'images' list"
+        raw = images
+    if isinstance(raw, list):
+        kept = [item for item in raw if isinstance(item, str) and item]
+        if len(kept) != len(raw):
+            dropped = len(raw) - len(kept)
+            return kept, f"{dropped} of {len(raw)} output items are not URL or data URI strings"
+        return kept, None
+    return None, f"a {type(raw).__name__} where a list of outputs was expected"

@@ -3,11 +3,23 @@
 FASHN deletes CDN outputs 72 h after completion and base64 outputs after 60 minutes, so
 each output is downloaded as soon as the prediction completes and written atomically
 under ``{output}/images/{row}-{inputs}-{index}.{ext}``.
+
+What a prediction cost comes from the ``x-fashn-credits-used`` header of its terminal
+status. The header is documented but not guaranteed: without it, a completed prediction
+is booked at the catalogue's estimate (``credits_source="estimate"``), or as unknown for a
+model the catalogue does not know, so budgets and audits never read a silent zero.
+
+A completed prediction is charged for the outputs it was asked for. When it reports fewer
+(none, an undocumented ``output`` form, or fewer than ``num_images``/``num_samples``), the
+outputs it did return are still stored, and :func:`missing_outputs` names the shortfall so
+the row is recorded as failed with ``OutputMissing`` instead of silently "completed".
 """
 
 from __future__ import annotations
 
+from fashn_prefect import catalogue
 from fashn_prefect.client import PredictionStatus
+from fashn_prefect.ledger import Attempt
 from fashn_prefect.runtime import Runtime
 from fashn_prefect.storage import atomic_write, join, safe_name
 from fashn_prefect.validate import RowSpec
@@ -28,3 +40,44 @@ async def collect_outputs(rt: Runtime, spec: RowSpec, status: PredictionStatus) 
         await rt.store("storing an output image", atomic_write, rt.fs, path, fetched.data)
         uris.append(rt.uri(path))
     return uris
+
+
+def missing_outputs(spec: RowSpec, status: PredictionStatus, stored: int) -> str | None:
+    """Why a completed prediction's outputs fall short of what was paid for, or None."""
+    expected = catalogue.output_count(spec.model_name, spec.inputs)
+    if status.output_problem:
+        return (
+            f"the API reported the prediction completed, but its output was "
+            f"{status.output_problem}; {stored} of {expected} outputs stored"
+        )
+    if stored < expected:
+        return (
+            f"the API reported the prediction completed with {stored} of the {expected} "
+            "outputs requested; credits were charged for outputs that never arrived"
+        )
+    return None
+
+
+def charged_credits(spec: RowSpec, status: PredictionStatus) -> tuple[int, str | None]:
+    """``(credits, source)`` to book for a terminal prediction.
+
+    ``source`` is ``"header"`` when the API reported the charge, ``"estimate"`` when a
+    completed prediction came without the header (the catalogue's estimate is booked), and
+    ``"unknown"`` when neither is available; None when nothing was charged or reported.
+    """
+    if status.credits_used is not None:
+        return status.credits_used, "header"
+    if not status.is_completed:
+        return 0, None  # failed, canceled and timed-out predictions are not charged
+    if spec.model_name in catalogue.MODELS:
+        return spec.estimated_credits, "estimate"
+    return 0, "unknown"
+
+
+def credits_source(attempts: list[Attempt]) -> str | None:
+    """The weakest source among a row's attempts: unknown < estimate < header."""
+    sources = {a.credits_source for a in attempts}
+    for source in ("unknown", "estimate", "header"):
+        if source in sources:
+            return source
+    return None

@@ -28,7 +28,9 @@ PERMANENT_RUNTIME_ERRORS = frozenset(
 )
 # Errors that the same inputs will meet again: a re-run does not resubmit such a row
 # unless asked to (``retry_failed``).
-PERMANENT_ERRORS = PERMANENT_RUNTIME_ERRORS | {"BadRequest"}
+# ``OutputMissing``: a prediction completed (and was charged) without the outputs it was
+# asked for; running it again would be charged again, so a person decides.
+PERMANENT_ERRORS = PERMANENT_RUNTIME_ERRORS | {"BadRequest", "OutputMissing"}
 
 
 class FashnError(Exception):

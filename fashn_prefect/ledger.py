@@ -40,6 +40,9 @@ class Attempt:
     error_name: str | None = None
     error_message: str | None = None
     credits_used: int | None = None
+    # Where credits_used came from: "header" (x-fashn-credits-used), "estimate" (the
+    # catalogue's, when the header was missing) or "unknown" (neither; model not catalogued).
+    credits_source: str | None = None
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""Pure helpers for prediction outputs: data URIs, expiry markers, file extensions.
+"""Pure helpers for prediction outputs: data URIs, expiry markers, file types.
+
+An output's file type is taken from its content's magic bytes first, then from the URL's
+suffix, and only then from the ``Content-Type`` header: CDNs commonly answer a generic
+``binary/octet-stream`` or ``application/octet-stream``, which would save a PNG as ``.bin``.
 
 FASHN returns outputs as CDN URLs, or as ``data:<type>;base64,...`` URIs when
 ``return_base64`` is set. Base64 outputs are kept for 60 minutes; after that the status
@@ -81,6 +85,36 @@ def guess_media_type(path: str) -> str:
         if guessed:
             return guessed
     return "application/octet-stream"
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """The media type the content's magic bytes announce (png, jpeg, gif, webp, avif, mp4,
+    webm), or None when they announce none of these."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:8] == b"ftyp":
+        return "image/avif" if data[8:12] in (b"avif", b"avis") else "video/mp4"
+    if data.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video/webm"
+    return None
+
+
+def output_media_type(data: bytes, url_path: str | None, header: str | None) -> str:
+    """An output's media type: magic bytes, else the URL suffix, else the Content-Type."""
+    sniffed = sniff_media_type(data)
+    if sniffed:
+        return sniffed
+    if url_path:
+        guessed = guess_media_type(url_path)
+        if guessed != "application/octet-stream":
+            return guessed
+    return media_type(header) or "application/octet-stream"
 
 
 def extension_for(content_type: str) -> str:

@@ -27,7 +27,12 @@ from prefect.runtime import flow_run
 from prefect.tasks import Task
 
 from fashn_prefect.client import PredictionStatus
-from fashn_prefect.collect import collect_outputs
+from fashn_prefect.collect import (
+    charged_credits,
+    collect_outputs,
+    credits_source,
+    missing_outputs,
+)
 from fashn_prefect.credentials import FashnCredentials, resolve_credentials
 from fashn_prefect.errors import (
     AmbiguousSubmission,
@@ -123,7 +128,7 @@ async def predict(runtime_id: str, index: int) -> PredictionStatus:
             ) from None
     attempt.status = "completed" if status.is_completed else "failed"
     attempt.completed_at = utc_now()
-    attempt.credits_used = status.credits_used or 0
+    attempt.credits_used, attempt.credits_source = charged_credits(job.spec, status)
     if not status.is_completed:
         error = status.error
         name = error.name if error else status.status
@@ -142,10 +147,20 @@ async def collect(runtime_id: str, index: int, status: PredictionStatus) -> list
     rt = lookup(runtime_id)
     job = rt.jobs[index]
     uris = await collect_outputs(rt, job.spec, status)
-    assert job.record is not None
-    job.record.outputs = uris
-    job.record.status = "completed"
-    await rt.save(job.record)
+    record = job.record
+    assert record is not None and record.last is not None
+    record.outputs = uris
+    shortfall = missing_outputs(job.spec, status, len(uris))
+    if shortfall is not None:
+        # Charged, but short: what did arrive is kept; the row fails and is never resent
+        # automatically (a second prediction would be charged again).
+        attempt = record.last
+        attempt.status = record.status = "failed"
+        attempt.error_name, attempt.error_message = "OutputMissing", shortfall
+        await rt.save(record)
+        raise PredictionFailed("OutputMissing", shortfall, prediction_id=status.id, retryable=False)
+    record.status = "completed"
+    await rt.save(record)
     return uris
 
 
@@ -161,6 +176,7 @@ def _row_from_record(job: Job, status: str, **extra: Any) -> dict[str, Any]:
         # An attempt left at "submitting" (a process killed mid-POST) is just as unknown.
         "ambiguous": any(a.status in ("ambiguous", "submitting") for a in attempts),
         "credits_charged": sum(a.credits_used or 0 for a in charged),
+        "credits_source": credits_source(attempts),
         "output_uris": record.outputs if record else [],
         "submitted_at": first.submitted_at if first else None,
         "completed_at": last.completed_at if last else None,
@@ -348,7 +364,7 @@ async def run_manifest(
     shared = SharedLimits(creds.account_id, limits, enabled=_use_shared_limits(shared_limits))
     in_flight = await shared.ensure()
     needs_lane = len(plan.by_action("submit", "resume"))
-    async with creds.get_client(**_client_options(client_timeout, time_scale)) as client:
+    async with creds.get_client(**_client_options(client_timeout, time_scale, limits)) as client:
         balance_before = await client.credits() if check_balance else None
         if balance_before is not None and plan.estimated_credits > balance_before.total:
             raise BudgetExceeded(
@@ -494,9 +510,20 @@ async def _write_gallery(
         return None
 
 
-def _client_options(timeout: float | None, time_scale: float) -> dict[str, Any]:
-    """FashnClient options: the request timeout, and retry back-off on the run's time scale."""
-    options: dict[str, Any] = {"backoff_base": 0.5 * time_scale, "backoff_max": 8.0 * time_scale}
+def _client_options(timeout: float | None, time_scale: float, limits: ApiLimits) -> dict[str, Any]:
+    """FashnClient options: the request timeout, and retry back-off on the run's time scale.
+
+    ``limits`` are already scaled; a 429 without ``Retry-After`` waits out their windows.
+    """
+    options: dict[str, Any] = {
+        "backoff_base": 0.5 * time_scale,
+        "backoff_max": 8.0 * time_scale,
+        "limit_windows": {
+            "run": limits.run.seconds,
+            "status": limits.status.seconds,
+            "credits": 10.0 * time_scale,
+        },
+    }
     if timeout is not None:
         options["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 5.0))
     return options

@@ -34,6 +34,7 @@ SCHEMA = pa.schema(
         ("error_message", pa.string()),
         ("estimated_credits", pa.int64()),
         ("credits_charged", pa.int64()),
+        ("credits_source", pa.string()),
         ("output_count", pa.int64()),
         ("output_uris", pa.list_(pa.string())),
         ("submitted_at", pa.timestamp("ms", tz="UTC")),

@@ -36,6 +36,7 @@ def result_row(
     error_name: str | None = None,
     error_message: str | None = None,
     credits_charged: int = 0,
+    credits_source: str | None = None,
     output_uris: list[str] | None = None,
     submitted_at: str | datetime | None = None,
     completed_at: str | datetime | None = None,
@@ -61,6 +62,7 @@ def result_row(
         "error_message": error_message,
         "estimated_credits": spec.estimated_credits,
         "credits_charged": credits_charged,
+        "credits_source": credits_source,
         "output_count": len(output_uris or []),
         "output_uris": list(output_uris or []),
         "submitted_at": submitted,
@@ -145,5 +147,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "estimated_credits": sum(r["estimated_credits"] for r in rows if r["status"] != "skipped"),
         "credits_charged": sum(r["credits_charged"] for r in rows),
+        # Charged credits booked from the catalogue because the API sent no header.
+        "credits_estimated": sum(
+            r["credits_charged"] for r in rows if r.get("credits_source") == "estimate"
+        ),
         "errors": dict(Counter(r["error_name"] for r in rows if r.get("error_name"))),
     }

@@ -114,7 +114,12 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after({"Retry-After": "3"}) == 3.0
     assert parse_retry_after({"retry-after": "0.25"}) == 0.25
     assert parse_retry_after({"retry-after-ms": "1500", "Retry-After": "9"}) == 1.5
-    assert parse_retry_after({"Retry-After": "-4"}) == 0.0
+    # 0, negative and past dates ask for nothing: the client backs off normally (as the SDK).
+    assert parse_retry_after({"Retry-After": "-4"}) is None
+    assert parse_retry_after({"Retry-After": "0"}) is None
+    assert parse_retry_after({"retry-after-ms": "0"}) is None
+    past = email.utils.formatdate(999_990.0, usegmt=True)
+    assert parse_retry_after({"Retry-After": past}, now=lambda: 1_000_000.0) is None
     assert parse_retry_after({"Retry-After": "soon"}) is None
     assert parse_retry_after({}) is None
     date = email.utils.formatdate(1_000_010.0, usegmt=True)
@@ -128,3 +133,8 @@ def test_delays() -> None:
     assert backoff_delay(10_000, 0.5, 8.0) <= 8.0
     assert retry_delay(0, 2.5, 0.01, 0.02) == 2.5
     assert retry_delay(0, 3600, 0.01, 0.02) == 60.0
+    # Retry-After is a minimum: a longer back-off is not shortened to it.
+    assert 2.0 <= retry_delay(3, 0.5, 1.0, 4.0) <= 4.0
+    # Without one, the wait reaches the next limit window, plus jittered back-off.
+    assert 60.005 <= retry_delay(0, None, 0.01, 0.02, window=60.0) <= 60.01
+    assert 0.005 <= retry_delay(0, None, 0.01, 0.02) <= 0.01

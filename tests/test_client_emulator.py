@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import itertools
 import logging
 import pickle
 import socket
@@ -282,6 +283,36 @@ async def test_rate_limit_burst_honours_retry_after(emulator: Any, operation: st
     assert stats["rejected"]["RateLimitExceeded"] == 2
     if operation == "run":
         assert len(stats["predictions"]) == 1
+
+
+@pytest.mark.parametrize("variant", ["omit_retry_after", "zero_retry_after"])
+@pytest.mark.parametrize("operation", ["run", "status"])
+async def test_429_without_usable_retry_after_waits_for_the_next_window(
+    emulator: Any, operation: str, variant: str
+) -> None:
+    # Without Retry-After (or with Retry-After: 0) a direct FashnClient user must not spend
+    # its retries in a few milliseconds: each retry waits out the endpoint's limit window.
+    window = 0.3
+    sent: list[float] = []
+
+    async def on_request(request: httpx.Request) -> None:
+        sent.append(time.monotonic())
+
+    http = httpx.AsyncClient(event_hooks={"request": [on_request]})
+    windows = {"run": window, "status": window}
+    async with FashnClient(
+        api_key=KEY, base_url=emulator.url, http_client=http, limit_windows=windows, **FAST
+    ) as fashn:
+        emulator.set_faults(rate_limit_burst=3, **{variant: True})
+        if operation == "run":
+            await fashn.run("background-remove", {"image": IMAGE})
+        else:
+            with pytest.raises(NotFound):  # reached the API after three 429s
+                await fashn.status("unknown-id")
+    await http.aclose()
+    assert len(sent) == 4
+    assert all(later - earlier >= window for earlier, later in itertools.pairwise(sent))
+    assert emulator.stats()["rejected"]["RateLimitExceeded"] == 3
 
 
 # --------------------------------------------------------------------------- outputs

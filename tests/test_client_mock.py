@@ -10,6 +10,7 @@ an output host.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
@@ -267,6 +268,33 @@ async def test_status_lenient_parsing() -> None:
     assert not second.is_terminal and second.output is None and second.credits_used is None
 
 
+@pytest.mark.parametrize(
+    ("output", "kept", "problem"),
+    [
+        (["https://cdn/a.png", "data:image/png;base64,AA=="], 2, None),
+        ({"images": ["https://cdn/a.png"]}, 1, None),
+        ("https://cdn/a.png", 1, None),
+        ({"urls": ["https://cdn/a.png"]}, None, "no 'images' list"),
+        (["https://cdn/a.png", {"url": "https://cdn/b.png"}], 1, "1 of 2 output items"),
+        (42, None, "a int where a list"),
+    ],
+)
+async def test_status_output_forms(
+    output: Any, kept: int | None, problem: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The documented forms are kept; anything else is flagged (and logged as an error),
+    # never silently dropped. The emulator produces only the documented forms.
+    client = make_client(Script(ok_status(output=output)))
+    with caplog.at_level(logging.ERROR, logger="fashn_prefect.client"):
+        status = await client.status("pred-1")
+    assert (len(status.output) if status.output is not None else None) == kept
+    if problem is None:
+        assert status.output_problem is None and not caplog.records
+    else:
+        assert status.output_problem is not None and problem in status.output_problem
+        assert "OutputMissing" in caplog.text
+
+
 async def test_status_credits_header_ignored_on_non_terminal() -> None:
     script = Script(ok_status("in_queue", headers={"x-fashn-credits-used": "4"}, output=None))
     client = make_client(script)
@@ -310,6 +338,36 @@ async def test_fetch_output_follows_redirect_without_key() -> None:
     got = await client.fetch_output("https://cdn.fashn.test/o.jpg")
     assert got.content_type == "image/jpeg" and got.extension == "jpg"
     assert all("authorization" not in r.headers for r in script.requests)
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n" + b"\0" * 8
+
+
+@pytest.mark.parametrize(
+    ("content", "url", "header", "expected"),
+    [
+        (PNG_MAGIC, "https://cdn.fashn.test/o.jpg", "binary/octet-stream", "png"),  # bytes win
+        (b"\xff\xd8\xff\xe0", "https://cdn.fashn.test/o", "image/png", "jpg"),
+        (b"????", "https://cdn.fashn.test/o.jpg", "image/png", "jpg"),  # then the suffix
+        (b"????", "https://cdn.fashn.test/o", "image/webp", "webp"),  # then the header
+        (b"????", "https://cdn.fashn.test/o", "binary/octet-stream", "bin"),
+    ],
+)
+async def test_fetch_output_file_type_order(
+    content: bytes, url: str, header: str, expected: str
+) -> None:
+    # A real CDN may send a generic or wrong Content-Type; the emulator's CDN only sends
+    # the right one or (with octet_stream_cdn) application/octet-stream.
+    client = make_client(
+        Script(httpx.Response(200, content=content, headers={"content-type": header}))
+    )
+    assert (await client.fetch_output(url)).extension == expected
+
+
+async def test_data_uri_file_type_follows_the_bytes() -> None:
+    client = make_client(Script())
+    ref = "data:image/jpeg;base64," + base64.b64encode(PNG_MAGIC).decode()
+    assert (await client.fetch_output(ref)).extension == "png"
 
 
 @pytest.mark.parametrize("code", [403, 410])

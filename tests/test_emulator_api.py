@@ -295,3 +295,27 @@ def test_api_key_never_logged(server: EmulatorServer, caplog: pytest.LogCaptureF
     assert caplog.records, "expected some emulator log records"
     assert KEY not in caplog.text and wrong not in caplog.text
     assert KEY_ID in caplog.text
+
+
+def test_malformed_image_url_fails_at_run_time_with_image_load_error(
+    server: EmulatorServer,
+) -> None:
+    # The docs show "Error loading model image: Invalid URL format" as a runtime
+    # ImageLoadError (status "failed"), not a 400 at submission.
+    with api(server, KEY) as client:
+        run = client.post(
+            "/v1/run",
+            json={
+                "model_name": "tryon-v1.6",
+                "inputs": {"model_image": "not a url", "garment_image": IMG},
+            },
+        )
+        assert run.status_code == 200
+        final = wait_terminal(client, run.json()["id"])
+    body = final.json()
+    assert (body["status"], body["output"]) == ("failed", None)
+    assert body["error"] == {
+        "name": "ImageLoadError",
+        "message": "Error loading model image: Invalid URL format",
+    }
+    assert final.headers["x-fashn-credits-used"] == "0"

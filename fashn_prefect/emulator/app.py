@@ -9,17 +9,26 @@ Documented choices for what the reference leaves [UNCONFIRMED]:
   RateLimitExceeded carries ``Retry-After`` = REAL seconds until a slot frees, possibly
   fractional (e.g. ``0.412``) because windows are time-scaled; disable with
   ``send_retry_after=False``. Other 429s carry no Retry-After.
-* Concurrency counts predictions of the same key in starting/in_queue/processing.
+* Concurrency counts predictions of the same key in starting/in_queue/processing (of every
+  key together with the ``account_concurrency`` switch).
 * OutOfCredits: the request's estimate exceeds the balance minus what in-flight predictions
   would still be charged (so the balance never goes negative). One balance for all keys.
-* Unknown model names are 400 BadRequest in both validation modes; in ``runtime`` mode other
-  invalid inputs create a prediction that fails with InputValidationError.
+* Unknown model names are 400 BadRequest in both validation modes (unless the
+  ``accept_unknown_models`` switch is on); in ``runtime`` mode other invalid inputs create a
+  prediction that fails with InputValidationError.
+* A malformed image input (not an http(s) URL with a host, nor a ``data:image/...;base64,``
+  URI) is accepted and the prediction fails at run time with the documented
+  ``ImageLoadError`` "Error loading <field>: Invalid URL format", in both validation modes.
 * Unknown input keys are accepted and ignored. IDs are random UUID4 strings.
 * ``requests`` in stats counts every authenticated run/status/credits request (including the
   rejected ones); ``rejected`` counts every 4xx sent by name (including rate_limit_burst 429s).
 * ``slow_response`` applies to run, status and credits; ``drop_connection`` to run and status.
   ``request_fault_marker`` aims either fault at the first ``POST /v1/run`` of given inputs.
 * Status responses with a terminal status carry ``x-fashn-credits-used`` (0 when failed).
+* The real-API variants of :class:`~.config.FaultConfig` (``dict_outputs``, ``drop_outputs``,
+  ``omit_retry_after``, ``zero_retry_after``, ``omit_credits_header``, ``forget_after``,
+  ``canceled``, ``time_out``, ``octet_stream_cdn``, ``account_concurrency``,
+  ``accept_unknown_models``) are all off by default.
 * Control endpoints (``/_emulator/*``) answer only loopback clients.
 """
 
@@ -48,7 +57,7 @@ from .. import catalogue
 from .clock import EmulatedClock
 from .config import EmulatorConfig, key_id
 from .faults import FaultInjector, runtime_message
-from .inputs import is_loopback_host
+from .inputs import field_words, is_loopback_host
 from .limits import SlidingWindowLimiter
 from .processing import draw_schedule, envelope, output_mime, run_prediction
 from .state import ACTIVE_STATUSES, EmulatorState, Prediction
@@ -135,7 +144,10 @@ class Emulator:
     def rate_limited(self, emulated_wait: float) -> Response:
         """429 RateLimitExceeded, with Retry-After in real seconds when enabled."""
         headers = None
-        if self.config.send_retry_after:
+        switches = self.faults.config
+        if switches.zero_retry_after:
+            headers = {"Retry-After": "0"}
+        elif self.config.send_retry_after and not switches.omit_retry_after:
             headers = {"Retry-After": format_seconds(self.clock.to_real(emulated_wait))}
         return api_error(429, "RateLimitExceeded", "Too many requests", headers)
 
@@ -154,6 +166,7 @@ class Emulator:
         webhook_url: str | None,
         estimate: int,
         invalid: str | None,
+        image_problem: str | None = None,
     ) -> Prediction:
         """Create a prediction and start its worker."""
         state = self.state
@@ -168,7 +181,14 @@ class Emulator:
         t_queue, t_processing, t_end = draw_schedule(rng, now, latency)
         injected = self.faults.draw_runtime_failure(rng)
         planned: tuple[str, str] | None = None
-        if invalid is not None:
+        end_status = "completed"
+        if self.faults.roll("canceled"):
+            end_status = "canceled"
+        elif self.faults.roll("time_out"):
+            end_status = "time_out"
+        if image_problem is not None:
+            planned = ("ImageLoadError", image_problem)
+        elif invalid is not None:
             planned = ("InputValidationError", invalid)
         else:
             marker = self.faults.marker_failure(inputs)
@@ -200,6 +220,7 @@ class Emulator:
             return_base64=inputs.get("return_base64") is True and ext != "mp4",
             webhook_url=webhook_url,
             planned_failure=planned,
+            end_status=end_status,
         )
         if webhook_url:
             prediction.webhook = {"url": webhook_url, "attempts": 0, "delivered": False}
@@ -234,6 +255,29 @@ def _parse_run_body(raw: bytes) -> tuple[str, dict[str, Any]] | str:
     return model_name, inputs
 
 
+def _is_bad_image(model_name: str, inputs: Mapping[str, Any], problem: Any) -> bool:
+    """True for a problem with an image input that was given (not one that is missing)."""
+    spec = catalogue.MODELS.get(model_name)
+    found = spec.field(problem.field) if spec is not None and problem.field else None
+    return found is not None and found.type == "image" and inputs.get(problem.field) is not None
+
+
+def _image_load_problem(
+    model_name: str, inputs: Mapping[str, Any], problems: list[Any]
+) -> str | None:
+    """The documented runtime message for the first malformed image input, if any."""
+    for problem in problems:
+        if _is_bad_image(model_name, inputs, problem):
+            return f"Error loading {field_words(problem.field)}: Invalid URL format"
+    return None
+
+
+def _forgotten(prediction: Prediction, now: float, forget_after: float) -> bool:
+    """True once a finished prediction is past the ``forget_after`` tracking horizon."""
+    done = prediction.completed_at
+    return forget_after > 0 and done is not None and now >= done + forget_after
+
+
 def _valid_webhook(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -253,16 +297,25 @@ def build_routes(emu: Emulator) -> list[Route]:
         webhook_url = request.query_params.get("webhook_url") or None
         if webhook_url is not None and not _valid_webhook(webhook_url):
             return emu.reject(400, "BadRequest", "Invalid webhook_url: expected an http(s) URL")
-        if model_name not in catalogue.MODELS:
+        known = model_name in catalogue.MODELS
+        if not known and not emu.faults.config.accept_unknown_models:
             problems = catalogue.validate(model_name, inputs)
             return emu.reject(400, "BadRequest", _problem_text(problems) or "Unknown model_name")
-        problems = [p for p in catalogue.validate(model_name, inputs) if p.level == "error"]
+        problems = (
+            [p for p in catalogue.validate(model_name, inputs) if p.level == "error"]
+            if known
+            else []
+        )
+        image_problem = _image_load_problem(model_name, inputs, problems)
+        if image_problem is not None:
+            problems = [p for p in problems if not _is_bad_image(model_name, inputs, p)]
         invalid = _problem_text(problems) if problems else None
         if invalid is not None and emu.config.validation == "sync":
             return emu.reject(400, "BadRequest", f"Invalid inputs: {invalid}")
         state, now = emu.state, emu.clock.now()
         state.refresh(now)
-        if state.in_flight(kid) >= emu.config.max_in_flight:
+        scope = None if emu.faults.config.account_concurrency else kid
+        if state.in_flight(scope) >= emu.config.max_in_flight:
             return emu.reject(
                 429,
                 "ConcurrencyLimitExceeded",
@@ -270,9 +323,13 @@ def build_routes(emu: Emulator) -> list[Route]:
                 "in progress",
             )
         estimate = 0
-        if invalid is None:
+        if invalid is None and image_problem is None:
             try:
-                estimate = catalogue.estimate_credits(model_name, inputs)
+                estimate = (
+                    catalogue.estimate_credits(model_name, inputs)
+                    if known
+                    else catalogue.output_count(model_name, inputs)
+                )
             except Exception:
                 estimate = 0
         available = state.total_credits - state.reserved_credits()
@@ -285,7 +342,14 @@ def build_routes(emu: Emulator) -> list[Route]:
         if emu.faults.roll("run_5xx"):
             return api_error(500, "InternalServerError", "Server error")
         prediction = emu.create_prediction(
-            kid, model_name, inputs, str(request.base_url), webhook_url, estimate, invalid
+            kid,
+            model_name,
+            inputs,
+            str(request.base_url),
+            webhook_url,
+            estimate,
+            invalid,
+            image_problem,
         )
         forced = emu.faults.marker_request_fault(inputs, prediction.inputs_hash)
         if forced == "drop_connection" or emu.faults.roll("drop_connection"):
@@ -304,12 +368,20 @@ def build_routes(emu: Emulator) -> list[Route]:
         now = emu.clock.now()
         emu.state.refresh(now)
         prediction = emu.state.predictions.get(request.path_params["prediction_id"])
-        if prediction is None:
+        switches = emu.faults.config
+        if prediction is None or _forgotten(prediction, now, switches.forget_after):
             return emu.reject(404, "NotFound", "Prediction not found")
         body = envelope(prediction, str(request.base_url), now, emu.config.base64_ttl)
         headers = {}
-        if body["status"] not in ACTIVE_STATUSES:
+        if body["status"] not in ACTIVE_STATUSES and not switches.omit_credits_header:
             headers["x-fashn-credits-used"] = str(prediction.credits)
+        if isinstance(body["output"], list):
+            if switches.drop_outputs:
+                body["output"] = body["output"][
+                    : max(0, len(body["output"]) - switches.drop_outputs)
+                ]
+            if switches.dict_outputs:
+                body["output"] = {"images": body["output"]}
         if emu.faults.roll("drop_connection"):
             request_drop(request)
             return Response(status_code=204)
@@ -348,7 +420,12 @@ def build_routes(emu: Emulator) -> list[Route]:
             prediction.cdn_gone[index] = emu.faults.roll("cdn_gone")
         if prediction.cdn_gone.get(index):
             return Response("Not Found", status_code=404, media_type="text/plain")
-        return Response(prediction.outputs[index], media_type=output_mime(prediction))
+        media = (
+            "application/octet-stream"
+            if emu.faults.config.octet_stream_cdn
+            else output_mime(prediction)
+        )
+        return Response(prediction.outputs[index], media_type=media)
 
     def control(handler: Any) -> Any:
         async def guarded(request: Request) -> Response:

@@ -42,7 +42,9 @@ def emulator_command(
     seed: Annotated[int, typer.Option(help="Seed for latencies and fault decisions.")] = 0,
     credits: Annotated[int, typer.Option(help="Starting on-demand credit balance.")] = 1_000_000,
     subscription_credits: Annotated[int, typer.Option(help="Starting subscription credits.")] = 0,
-    max_in_flight: Annotated[int, typer.Option(help="Concurrent predictions per key.")] = 6,
+    max_in_flight: Annotated[
+        int, typer.Option(help="Concurrent predictions per key (per account: see below).")
+    ] = 6,
     validation: Annotated[
         str, typer.Option(help="'sync' (400 at /v1/run) or 'runtime' (failed prediction).")
     ] = "sync",
@@ -64,11 +66,50 @@ def emulator_command(
     ] = "emulator-fail:",
     rate_limit_burst: Annotated[int, typer.Option(help="Next N requests get 429.")] = 0,
     cdn_gone: Annotated[float, typer.Option(help="Probability an output URL is gone.")] = 0.0,
+    dict_outputs: Annotated[
+        bool, typer.Option(help='Variant: output as {"images": [...]} instead of a list.')
+    ] = False,
+    drop_outputs: Annotated[
+        int, typer.Option(help="Variant: completed predictions list N fewer outputs (charged).")
+    ] = 0,
+    omit_retry_after: Annotated[
+        bool, typer.Option(help="Variant: 429 RateLimitExceeded without Retry-After.")
+    ] = False,
+    zero_retry_after: Annotated[
+        bool, typer.Option(help="Variant: 429 RateLimitExceeded with Retry-After: 0.")
+    ] = False,
+    omit_credits_header: Annotated[
+        bool, typer.Option(help="Variant: terminal status without x-fashn-credits-used.")
+    ] = False,
+    forget_after: Annotated[
+        float,
+        typer.Option(help="Variant: status answers 404 N emulated s after a prediction ends."),
+    ] = 0.0,
+    canceled: Annotated[
+        float, typer.Option(help="Variant: probability a prediction ends 'canceled'.")
+    ] = 0.0,
+    time_out: Annotated[
+        float, typer.Option(help="Variant: probability a prediction ends 'time_out'.")
+    ] = 0.0,
+    octet_stream_cdn: Annotated[
+        bool, typer.Option(help="Variant: CDN serves outputs as application/octet-stream.")
+    ] = False,
+    account_concurrency: Annotated[
+        bool, typer.Option(help="Variant: the in-flight limit counts all keys together.")
+    ] = False,
+    accept_unknown_models: Annotated[
+        bool, typer.Option(help="Variant: run model names the catalogue does not know.")
+    ] = False,
     allow_remote: Annotated[
         bool, typer.Option(help="Allow binding a non-loopback interface.")
     ] = False,
 ) -> None:
-    """Run the FASHN API emulator (a local stand-in for https://api.fashn.ai)."""
+    """Run the FASHN API emulator (a local stand-in for https://api.fashn.ai).
+
+    By default every answer has the documented form. The "Variant:" options (all off by
+    default) make it answer the way the real API may instead; the README's emulator
+    section describes each one.
+    """
     from .inputs import is_loopback_host
     from .server import serve
 
@@ -88,6 +129,17 @@ def emulator_command(
         failure_marker=failure_marker,
         rate_limit_burst=rate_limit_burst,
         cdn_gone=cdn_gone,
+        dict_outputs=dict_outputs,
+        drop_outputs=drop_outputs,
+        omit_retry_after=omit_retry_after,
+        zero_retry_after=zero_retry_after,
+        omit_credits_header=omit_credits_header,
+        forget_after=forget_after,
+        canceled=canceled,
+        time_out=time_out,
+        octet_stream_cdn=octet_stream_cdn,
+        account_concurrency=account_concurrency,
+        accept_unknown_models=accept_unknown_models,
     )
     keys = tuple(api_key) if api_key else (DEFAULT_API_KEY,)
     config = EmulatorConfig(

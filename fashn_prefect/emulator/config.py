@@ -36,6 +36,37 @@ class FaultConfig:
     cdn_gone: float = 0.0
     """Probability an output URL is already gone (404) when first fetched (sticky per output)."""
 
+    # -- real-API variants (issue 11). Each is off by default; the default answers are the
+    # documented forms. They can be switched at start-up or live with ``set_faults``.
+    dict_outputs: bool = False
+    """Completed status answers carry ``output: {"images": [...]}`` (as on the face-to-model
+    docs page) instead of the documented flat list."""
+    drop_outputs: int = 0
+    """Completed predictions list this many fewer outputs than they were asked for (all of
+    them when >= the count); they are still charged in full."""
+    omit_retry_after: bool = False
+    """429 RateLimitExceeded carries no ``Retry-After`` header."""
+    zero_retry_after: bool = False
+    """429 RateLimitExceeded carries ``Retry-After: 0``."""
+    omit_credits_header: bool = False
+    """Terminal status answers carry no ``x-fashn-credits-used`` header (credits are still charged)."""
+    forget_after: float = 0.0
+    """Emulated seconds after a prediction finishes when status calls start answering 404
+    NotFound ("no longer tracked"); 0 = never forget."""
+    canceled: float = 0.0
+    """Probability a prediction ends ``canceled`` (``error: null``, nothing charged)."""
+    time_out: float = 0.0
+    """Probability a prediction ends ``time_out`` (``error: null``, nothing charged)."""
+    octet_stream_cdn: bool = False
+    """CDN output downloads answer ``Content-Type: application/octet-stream``."""
+    account_concurrency: bool = False
+    """The in-flight limit counts the predictions of every API key together (one account)
+    instead of per key."""
+    accept_unknown_models: bool = False
+    """``POST /v1/run`` accepts a model name the catalogue does not know, as a model FASHN
+    shipped after this release would be: inputs that are URLs or data URIs are loaded as
+    images, ``num_images``/``num_samples`` outputs (default 1) are rendered, 1 credit each."""
+
 
 @dataclass
 class EmulatorConfig:

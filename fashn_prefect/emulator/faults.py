@@ -17,6 +17,8 @@ REQUEST_FAULTS = (
     "slow_response",
     "rate_limit_burst",
     "cdn_gone",
+    "canceled",
+    "time_out",
 )
 
 RUNTIME_MESSAGES = {
@@ -86,9 +88,12 @@ class FaultInjector:
             elif name in ("failure_marker", "request_fault_marker"):
                 if not isinstance(value, str) or not value:
                     raise ValueError(f"{name} must be a non-empty string")
-            elif name == "rate_limit_burst":
+            elif name in ("rate_limit_burst", "drop_outputs"):
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise ValueError("rate_limit_burst must be a non-negative integer")
+                    raise ValueError(f"{name} must be a non-negative integer")
+            elif isinstance(known[name].default, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{name} must be true or false")
             elif not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number")
             setattr(self.config, name, value)

@@ -94,17 +94,26 @@ def envelope(
     return {"id": prediction.id, "status": status, "output": output, "error": error}
 
 
+def _image_fields(prediction: Prediction) -> list[str]:
+    """Image inputs: from the catalogue, or (unknown model) every URL or data URI given."""
+    spec = catalogue.MODELS.get(prediction.model_name)
+    if spec is not None:
+        return [f.name for f in spec.fields if f.type == "image"]
+    return [
+        name
+        for name, value in prediction.inputs.items()
+        if isinstance(value, str) and value.startswith(("http://", "https://", "data:"))
+    ]
+
+
 async def _load_inputs(client: httpx.AsyncClient, prediction: Prediction) -> dict[str, Image.Image]:
-    spec = catalogue.get_model(prediction.model_name)
     images: dict[str, Image.Image] = {}
-    for field in spec.fields:
-        if field.type != "image":
-            continue
-        value = prediction.inputs.get(field.name)
+    for name in _image_fields(prediction):
+        value = prediction.inputs.get(name)
         if value is None or value == "":
             continue
         try:
-            images[field.name] = await load_image(client, value, field.name)
+            images[name] = await load_image(client, value, name)
         except ImageLoadFailure as exc:
             raise RuntimeFailure("ImageLoadError", str(exc)) from None
     return images
@@ -156,7 +165,12 @@ def _render(
 async def _produce(client: httpx.AsyncClient, prediction: Prediction) -> list[bytes]:
     if prediction.planned_failure is not None:
         raise RuntimeFailure(*prediction.planned_failure)
-    resolved = catalogue.resolve_inputs(prediction.model_name, prediction.inputs)
+    known = prediction.model_name in catalogue.MODELS
+    resolved = (
+        catalogue.resolve_inputs(prediction.model_name, prediction.inputs)
+        if known
+        else dict(prediction.inputs)
+    )
     images = await _load_inputs(client, prediction)
     return await asyncio.to_thread(_render, prediction, resolved, images)
 
@@ -175,7 +189,11 @@ async def run_prediction(
         logger.exception("emulator failed to produce outputs for %s", prediction.id)
         failure = RuntimeFailure("PipelineError", "Unexpected pipeline failure (emulator)")
     now = clock.now()
-    if failure is None:
+    if failure is None and prediction.end_status != "completed":
+        prediction.outputs = []
+        prediction.outcome = prediction.end_status
+        prediction.terminal_at = max(prediction.t_end, now)
+    elif failure is None:
         prediction.outcome = "completed"
         prediction.terminal_at = max(prediction.t_end, now)
     else:

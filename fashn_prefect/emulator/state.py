@@ -54,9 +54,10 @@ class Prediction:
     return_base64: bool
     webhook_url: str | None = None
     planned_failure: tuple[str, str] | None = None
+    end_status: str = "completed"  # or "canceled" / "time_out" (emulator switches)
     # Filled by the worker:
     terminal_at: float | None = None
-    outcome: str | None = None  # "completed" | "failed"
+    outcome: str | None = None  # "completed" | "failed" | "canceled" | "time_out"
     error: dict[str, str] | None = None
     outputs: list[bytes] = field(default_factory=list)
     # Filled on finalisation:

@@ -1,0 +1,260 @@
+"""The real API may answer in forms other than the documented one: no paid output is lost.
+
+Each test switches on one emulator variant (issue 11) and runs a manifest through the whole
+flow (``run_manifest`` on a Prefect test server, the emulator over loopback HTTP). Every
+row must end completed with all its outputs stored, or failed with its real error, and
+the credits the results report must match what the emulator charged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _pipeline import TIME_SCALE, emulator, put_images, results, write_manifest
+from PIL import Image
+
+from fashn_prefect.audit import audit
+from fashn_prefect.credentials import FashnCredentials
+from fashn_prefect.emulator import EmulatorServer
+from fashn_prefect.pipeline import run_manifest
+from fashn_prefect.storage import filesystem
+
+pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def emu() -> Iterator[EmulatorServer]:
+    server = emulator(seed=11)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _rows(tmp_path: Path, count: int = 4) -> list[dict[str, Any]]:
+    """Rows asking for 1 or 2 outputs each (tryon-max with num_images=2, edit with 1)."""
+    images = put_images(str(tmp_path / "images"))
+    rows: list[dict[str, Any]] = []
+    for i in range(count):
+        garment = images["garments"][i % 6]
+        if i % 2:
+            rows.append(
+                {
+                    "row_id": f"max-{i}",
+                    "model_name": "tryon-max",
+                    "model_image": images["models"][i % 3],
+                    "product_image": garment,
+                    "num_images": 2,
+                }
+            )
+        else:
+            rows.append(
+                {"row_id": f"edit-{i}", "model_name": "edit", "image": garment, "prompt": f"p{i}"}
+            )
+    return rows
+
+
+async def _run(emu: EmulatorServer, tmp_path: Path, rows: list[dict[str, Any]], **kw: Any) -> Any:
+    manifest = write_manifest(str(tmp_path / "catalog.csv"), rows)
+    options: dict[str, Any] = {
+        "manifest": manifest,
+        "output": str(tmp_path / "out"),
+        "credentials": FashnCredentials(api_key=emu.api_key, base_url=emu.url),
+        "time_scale": TIME_SCALE,
+        "retries": 1,
+        "shared_limits": False,
+    }
+    options.update(kw)
+    summary = await run_manifest(**options)
+    return summary, {r["row_key"]: r for r in results(summary["results"])}
+
+
+def _truth(emu: EmulatorServer) -> dict[str, dict[str, Any]]:
+    return {p["id"]: p for p in emu.stats()["predictions"]}
+
+
+def _assert_all_outputs_stored(table: dict[str, dict[str, Any]], truth: dict[str, Any]) -> None:
+    """Every completed prediction's outputs are in storage as decodable images."""
+    for row in table.values():
+        assert row["status"] == "completed", (row["row_key"], row["error_message"])
+        (prediction_id,) = row["prediction_ids"]
+        assert row["output_count"] == truth[prediction_id]["output_count"] >= 1
+        for uri in row["output_uris"]:
+            fs, path = filesystem(uri)
+            with fs.open(path, "rb") as handle, Image.open(handle) as image:
+                assert image.format == "PNG" and uri.endswith(".png")
+
+
+async def test_dict_outputs_are_stored_like_a_list(emu: EmulatorServer, tmp_path: Path) -> None:
+    emu.set_faults(dict_outputs=True)
+    _, table = await _run(emu, tmp_path, _rows(tmp_path))
+    truth = _truth(emu)
+    _assert_all_outputs_stored(table, truth)
+    assert sum(r["output_count"] for r in table.values()) == 6
+    assert sum(r["credits_charged"] for r in table.values()) == emu.stats()["credits_charged"]
+
+
+async def test_a_completed_prediction_short_of_outputs_fails_charged_and_is_audited(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    # Every completed prediction lists one output fewer than asked for: the one-output rows
+    # get none at all, the two-output rows get one. All are charged in full.
+    emu.set_faults(drop_outputs=1)
+    out = str(tmp_path / "out")
+    rows = _rows(tmp_path)
+    summary, table = await _run(emu, tmp_path, rows)
+    truth = _truth(emu)
+    assert emu.stats()["credits_charged"] > 0
+    for row in table.values():
+        (prediction_id,) = row["prediction_ids"]
+        assert truth[prediction_id]["status"] == "completed"
+        assert (row["status"], row["error_name"]) == ("failed", "OutputMissing")
+        assert row["credits_charged"] == truth[prediction_id]["credits"] > 0
+        # What did arrive is kept.
+        expected = 1 if row["model_name"] == "tryon-max" else 0
+        assert row["output_count"] == expected
+        assert all(filesystem(u)[0].exists(filesystem(u)[1]) for u in row["output_uris"])
+    assert summary["totals"]["completed"] == 0
+    assert sum(r["credits_charged"] for r in table.values()) == emu.stats()["credits_charged"]
+
+    report = audit(out)
+    nothing = {a.row_key: a for a in report.anomalies if a.kind == "paid_for_nothing"}
+    assert set(nothing) == set(table)
+    assert sum(a.credits for a in nothing.values()) == emu.stats()["credits_charged"]
+
+    # A re-run reports the rows again and never pays for them a second time.
+    before = len(emu.stats()["predictions"])
+    _, again = await _run(emu, tmp_path, rows)
+    assert len(emu.stats()["predictions"]) == before
+    assert {r["error_name"] for r in again.values()} == {"OutputMissing"}
+
+
+@pytest.mark.parametrize("variant", ["omit_retry_after", "zero_retry_after"])
+async def test_rate_limited_without_usable_retry_after_every_row_completes_once(
+    tmp_path: Path, variant: str
+) -> None:
+    # The account allows fewer runs per window than the flow is told (2 per 60 s against
+    # 50 per 60 s), and the API's 429s carry no usable Retry-After. Prefect task retries are
+    # off: the client alone must wait for the next window instead of giving up.
+    server = emulator(seed=12, run_limit=(2, 60.0))
+    try:
+        server.set_faults(**{variant: True})
+        rows = [r for r in _rows(tmp_path, 6) if r["model_name"] == "edit"]
+        rows += [{**r, "row_id": f"{r['row_id']}-b", "prompt": "b"} for r in rows]
+        _, table = await _run(server, tmp_path, rows, retries=0)
+        stats = server.stats()
+    finally:
+        server.stop()
+    assert stats["rejected"]["RateLimitExceeded"] > 0
+    assert {r["status"] for r in table.values()} == {"completed"}
+    assert all(len(r["prediction_ids"]) == 1 for r in table.values())
+    assert len(stats["predictions"]) == len(rows)
+
+
+def _edits(tmp_path: Path, count: int) -> list[dict[str, Any]]:
+    """``count`` edit rows, 1 credit each (fast at 1k when generation_mode is omitted)."""
+    garments = put_images(str(tmp_path / "images"))["garments"]
+    return [
+        {"row_id": f"e-{i:02d}", "model_name": "edit", "image": garments[i % 6], "prompt": f"p{i}"}
+        for i in range(count)
+    ]
+
+
+async def test_without_the_credits_header_the_estimate_is_booked_and_audited(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    emu.set_faults(omit_credits_header=True)
+    rows = _rows(tmp_path)
+    summary, table = await _run(emu, tmp_path, rows)
+    truth = _truth(emu)
+    charged = emu.stats()["credits_charged"]
+    for row in table.values():
+        (prediction_id,) = row["prediction_ids"]
+        assert (row["status"], row["credits_source"]) == ("completed", "estimate")
+        # The emulator charges what the catalogue estimates: the booking is exact here.
+        assert row["credits_charged"] == row["estimated_credits"] == truth[prediction_id]["credits"]
+    assert summary["totals"]["credits_charged"] == charged > 0
+    assert summary["totals"]["credits_estimated"] == charged
+
+    report = audit(str(tmp_path / "out"))
+    assert report.charged == charged
+    assert (report.charged_from_estimates, report.rows_estimated) == (charged, len(rows))
+
+    # With the header back, charges are the API's own again.
+    emu.set_faults(omit_credits_header=False)
+    more = [{**r, "row_id": f"{r['row_id']}-h", "prompt": "with header"} for r in rows]
+    _, again = await _run(emu, tmp_path, more)
+    assert {r["credits_source"] for r in again.values()} == {"header"}
+
+
+async def test_backfill_budget_counts_estimated_charges(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    from fashn_prefect.backfill import run_backfill
+
+    emu.set_faults(omit_credits_header=True)
+    manifest = write_manifest(str(tmp_path / "history.csv"), _edits(tmp_path, 10))
+    options: dict[str, Any] = {
+        "chunk_size": 2,
+        "budget": 5,
+        "credentials": FashnCredentials(api_key=emu.api_key, base_url=emu.url),
+        "time_scale": TIME_SCALE,
+        "shared_limits": False,
+    }
+    first = await run_backfill(manifest, str(tmp_path / "out"), **options)
+    assert first["totals"]["completed"] == 5 == emu.stats()["credits_charged"]
+    # The API never reported a charge; the spent budget still counts the estimates, so a
+    # second run with the same budget sends nothing.
+    again = await run_backfill(manifest, str(tmp_path / "out"), **options)
+    assert again["plan"]["spent_before"] == 5 and again["chunks"] == []
+    assert emu.stats()["credits_charged"] == 5 == len(emu.stats()["predictions"])
+
+
+async def test_a_generic_cdn_content_type_still_saves_images_with_their_real_type(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    emu.set_faults(octet_stream_cdn=True)
+    _, table = await _run(emu, tmp_path, _rows(tmp_path))
+    _assert_all_outputs_stored(table, _truth(emu))  # .png files holding PNGs, none .bin
+
+
+@pytest.mark.parametrize("end", ["canceled", "time_out"])
+async def test_canceled_and_timed_out_predictions_fail_uncharged_with_their_status(
+    emu: EmulatorServer, tmp_path: Path, end: str
+) -> None:
+    emu.set_faults(**{end: 1.0})
+    _, table = await _run(emu, tmp_path, _rows(tmp_path))
+    truth = _truth(emu)
+    assert {p["status"] for p in truth.values()} == {end}
+    for row in table.values():
+        assert (row["status"], row["error_name"], row["credits_charged"]) == ("failed", end, 0)
+        assert row["error_message"] == f"prediction ended as {end}"
+        assert all(truth[p]["credits"] == 0 for p in row["prediction_ids"])
+    assert sorted(p for r in table.values() for p in r["prediction_ids"]) == sorted(truth)
+    assert emu.stats()["credits_charged"] == 0
+
+
+async def test_a_prediction_forgotten_before_it_is_seen_done_is_ambiguous_never_resent(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    # The API stops tracking a prediction as soon as it ends, before any poll sees it
+    # done: its outcome (and any charge) cannot be known, so the row fails as ambiguous
+    # and is not submitted again.
+    emu.set_faults(forget_after=0.001)
+    rows = _rows(tmp_path)
+    _, table = await _run(emu, tmp_path, rows)
+    truth = _truth(emu)
+    for row in table.values():
+        assert (row["status"], row["error_name"], row["ambiguous"]) == (
+            "failed",
+            "AmbiguousSubmission",
+            True,
+        )
+        (prediction_id,) = row["prediction_ids"]
+        assert truth[prediction_id]["status"] == "completed"
+    _, again = await _run(emu, tmp_path, rows)
+    assert len(_truth(emu)) == len(rows)
+    assert {r["error_name"] for r in again.values()} == {"AmbiguousSubmission"}
