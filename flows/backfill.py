@@ -10,7 +10,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from fashn_prefect.backfill import run_backfill
+from fashn_prefect.jobs.backfill import run_backfill
 
 
 @flow(name="fashn-backfill")

@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from fashn_prefect.incremental import run_catalog
+from fashn_prefect.jobs.catalog import run_catalog
 
 
 @flow(name="fashn-catalog-run", log_prints=False)

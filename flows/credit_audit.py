@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from fashn_prefect.audit import run_audit
+from fashn_prefect.jobs.audit import run_audit
 
 
 @flow(name="fashn-credit-audit")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from fashn_prefect.demo_images import garment, model
+from fashn_prefect.cli.demo_images import garment, model
 from fashn_prefect.emulator import EmulatorServer
 
 TIME_SCALE = 0.02

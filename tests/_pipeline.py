@@ -10,9 +10,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fashn_prefect.demo_images import garment, model
+from fashn_prefect.cli.demo_images import garment, model
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
-from fashn_prefect.storage import filesystem
+from fashn_prefect.store.fs import filesystem
 
 TIME_SCALE = 0.02
 MANIFEST_COLUMNS = (

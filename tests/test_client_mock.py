@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fashn_prefect.client import FashnClient, InvalidResponse
-from fashn_prefect.errors import (
+from fashn_prefect.api.client import FashnClient, InvalidResponse
+from fashn_prefect.api.errors import (
     AmbiguousSubmission,
     APIError,
     InternalServerError,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from fashn_prefect import catalogue
+from fashn_prefect.api import models as catalogue
 from fashn_prefect.emulator import DEFAULT_API_KEY, EmulatorServer
 
 KEY = "fa-emulator-SECRET-api-key-123"

@@ -12,7 +12,7 @@ import pytest
 from fashn import AsyncFashn, Fashn
 from PIL import Image
 
-from fashn_prefect import catalogue
+from fashn_prefect.api import models as catalogue
 from fashn_prefect.emulator import EmulatorServer
 
 

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from support import cli_env, manifest_rows, prefect_texts, scan_for_secret, upload_images, write_csv
 
-from fashn_prefect.client import FashnClient
+from fashn_prefect.api.client import FashnClient
+from fashn_prefect.api.errors import ConfigurationError
 from fashn_prefect.credentials import FashnCredentials
-from fashn_prefect.errors import ConfigurationError
-from fashn_prefect.pipeline import run_manifest
+from fashn_prefect.run.pipeline import run_manifest
 
 CLI = str(Path(sys.executable).with_name("fashn-prefect"))
 

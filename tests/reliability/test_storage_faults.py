@@ -40,8 +40,8 @@ from support import (
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
-from fashn_prefect.pipeline import run_manifest
-from fashn_prefect.storage import filesystem
+from fashn_prefect.run.pipeline import run_manifest
+from fashn_prefect.store.fs import filesystem
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(600)]
 
