@@ -19,10 +19,13 @@ LAYERS = [
     "api",
     "store",
     "scheduler",
+    "settings",
     "credentials",
     "review",
     "run",
     "jobs",
+    "tasks",
+    "flows",
     "cli",
 ]
 # The emulator is a separate tool: it may use the model specs only.

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from fashn_prefect.cli.errors import err, fail, friendly_errors
+from fashn_prefect.cli.options import settings_options
 from fashn_prefect.cli.render import (
     ConsoleLog,
     print_audit,
@@ -25,6 +26,7 @@ from fashn_prefect.cli.render import (
     print_summary,
 )
 from fashn_prefect.emulator.cli import emulator_command
+from fashn_prefect.settings import FashnSettings
 
 app = typer.Typer(
     name="fashn-prefect",
@@ -58,43 +60,11 @@ ModelOpt = Annotated[str | None, typer.Option(help="Model for rows without a mod
 OutputOpt = Annotated[
     str, typer.Option("--output", "-o", help="Output root URL (path, s3://, gs://, az://...).")
 ]
-ConcurrencyOpt = Annotated[int, typer.Option(help="Predictions in flight (the account's limit).")]
-RunLimitOpt = Annotated[str, typer.Option(help="POST /v1/run rate, N/SECONDS.")]
-StatusLimitOpt = Annotated[str, typer.Option(help="GET /v1/status rate, N/SECONDS.")]
-SkipInvalidOpt = Annotated[
-    bool, typer.Option(help="Run valid rows; report invalid ones as 'invalid'.")
-]
 CredentialsOpt = Annotated[
     str | None, typer.Option(help="FashnCredentials block name (default: FASHN_* env vars).")
 ]
-TimeScaleOpt = Annotated[
-    float, typer.Option(help="Compress API time windows (only for a time-scaled emulator).")
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON (for scripts).")]
 QuietOpt = Annotated[bool, typer.Option(help="No progress bar.")]
-RetryFailedOpt = Annotated[
-    bool,
-    typer.Option(
-        help="Submit again rows that failed with a permanent error (ImageLoadError, "
-        "ContentModerationError, ...) for the same inputs in an earlier run."
-    ),
-]
-
-
-def _run_options(
-    credentials: str | None,
-    max_concurrency: int,
-    run_limit: str,
-    status_limit: str,
-    time_scale: float,
-) -> dict[str, Any]:
-    return {
-        "credentials": credentials,
-        "max_in_flight": max_concurrency,
-        "run_limit": run_limit,
-        "status_limit": status_limit,
-        "time_scale": time_scale,
-    }
 
 
 @app.command(
@@ -107,27 +77,20 @@ def _run_options(
         "tryon-v1.6 --budget 200"
     )
 )
+@settings_options
 def run(
     manifest: Annotated[str, typer.Argument(help="Manifest URL: path, file://, s3://, gs://...")],
     output: OutputOpt,
     model_name: ModelOpt = None,
-    max_concurrency: ConcurrencyOpt = 6,
-    run_limit: RunLimitOpt = "50/60",
-    status_limit: StatusLimitOpt = "50/10",
     budget: Annotated[
         int | None, typer.Option(help="Refuse to start above this many credits.")
     ] = None,
-    skip_invalid: SkipInvalidOpt = False,
     dry_run: Annotated[bool, typer.Option(help="Validate and estimate only.")] = False,
-    csv: Annotated[bool, typer.Option(help="Also write the results table as CSV.")] = False,
     credentials: CredentialsOpt = None,
-    resubmit_ambiguous: Annotated[
-        bool, typer.Option(help="Submit again rows whose earlier submission's fate is unknown.")
-    ] = False,
-    retry_failed: RetryFailedOpt = False,
-    time_scale: TimeScaleOpt = 1.0,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
+    *,
+    settings: FashnSettings,
 ) -> None:
     """Run a manifest."""
     from fashn_prefect.cli.progress import row_progress
@@ -142,13 +105,10 @@ def run(
                 manifest=manifest,
                 output=output,
                 model_name=model_name,
+                credentials=credentials,
                 budget=budget,
-                skip_invalid=skip_invalid,
                 dry_run=dry_run,
-                write_csv=csv,
-                resubmit_ambiguous=resubmit_ambiguous,
-                retry_failed=retry_failed,
-                **_run_options(credentials, max_concurrency, run_limit, status_limit, time_scale),
+                settings=settings,
             )
         )
     print_summary(summary, json_output)
@@ -174,26 +134,22 @@ def _exit_for(summary: dict[str, Any] | None) -> None:
         "Schedule it with the catalog-nightly deployment in deployments/prefect.yaml."
     )
 )
+@settings_options
 def catalog(
     manifest: Annotated[str, typer.Argument(help="Catalog manifest URL (CSV or Parquet).")],
     output: OutputOpt,
     model_name: ModelOpt = None,
-    max_concurrency: ConcurrencyOpt = 6,
-    run_limit: RunLimitOpt = "50/60",
-    status_limit: StatusLimitOpt = "50/10",
     budget: Annotated[
         int | None, typer.Option(help="Refuse to start if the changes would cost more.")
     ] = None,
-    skip_invalid: SkipInvalidOpt = False,
     dry_run: Annotated[
         bool, typer.Option(help="Count new/changed rows and estimate; submit nothing.")
     ] = False,
-    csv: Annotated[bool, typer.Option(help="Also write the results table as CSV.")] = False,
     credentials: CredentialsOpt = None,
-    retry_failed: RetryFailedOpt = False,
-    time_scale: TimeScaleOpt = 1.0,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
+    *,
+    settings: FashnSettings,
 ) -> None:
     """Run a catalog incrementally."""
     from fashn_prefect.cli.progress import row_progress
@@ -202,7 +158,11 @@ def catalog(
     with friendly_errors("catalog", json_output):
         if dry_run:
             changes = catalog_changes(
-                manifest, output, model_name=model_name, retry_failed=retry_failed
+                manifest,
+                output,
+                model_name=model_name,
+                storage_options=settings.storage_options,
+                retry_failed=settings.retry_failed,
             ).as_dict()
             print_changes({"changes": changes, "run": None, "dry_run": True}, json_output)
             return
@@ -212,13 +172,9 @@ def catalog(
                     manifest,
                     output,
                     model_name=model_name,
+                    credentials=credentials,
                     budget=budget,
-                    skip_invalid=skip_invalid,
-                    retry_failed=retry_failed,
-                    write_csv=csv,
-                    **_run_options(
-                        credentials, max_concurrency, run_limit, status_limit, time_scale
-                    ),
+                    settings=settings,
                 )
             )
     print_changes(result, json_output)
@@ -241,6 +197,7 @@ def catalog(
         "  fashn-prefect backfill history.csv --output ./out --partition-by season --dry-run"
     )
 )
+@settings_options
 def backfill(
     manifest: Annotated[str, typer.Argument(help="Manifest URL of the whole set.")],
     output: OutputOpt,
@@ -255,17 +212,11 @@ def backfill(
         bool, typer.Option(help="Validate and estimate the whole set; submit nothing.")
     ] = False,
     model_name: ModelOpt = None,
-    max_concurrency: ConcurrencyOpt = 6,
-    run_limit: RunLimitOpt = "50/60",
-    status_limit: StatusLimitOpt = "50/10",
-    skip_invalid: SkipInvalidOpt = False,
-    resubmit_ambiguous: Annotated[
-        bool, typer.Option(help="Submit again rows whose earlier submission's fate is unknown.")
-    ] = False,
     credentials: CredentialsOpt = None,
-    time_scale: TimeScaleOpt = 1.0,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
+    *,
+    settings: FashnSettings,
 ) -> None:
     """Run a backfill."""
     from fashn_prefect.cli.progress import row_progress
@@ -284,11 +235,10 @@ def backfill(
                 partition_by=partition_by,
                 budget=budget,
                 dry_run=dry_run,
-                skip_invalid=skip_invalid,
-                resubmit_ambiguous=resubmit_ambiguous,
+                credentials=credentials,
+                settings=settings,
                 logger=ConsoleLog(err, quiet or json_output),
                 on_progress=update,
-                **_run_options(credentials, max_concurrency, run_limit, status_limit, time_scale),
             )
         )
     print_backfill(result, json_output)

@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -27,12 +28,12 @@ def _where(exc: Exception) -> str:
     return f" at {url.scheme}://{url.netloc.decode()}"
 
 
-def fail(message: str, hint: str, code: int = 2) -> None:
+def fail(message: str, hint: str, code: int = 2) -> NoReturn:
     """Print ``message`` and ``hint`` on stderr and exit with ``code``."""
     fail_with(message, hint, code)
 
 
-def fail_with(message: str, hint: str, code: int) -> None:
+def fail_with(message: str, hint: str, code: int) -> NoReturn:
     """Print ``message`` and ``hint`` on stderr and exit with ``code``."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     err.print(f"[dim]hint: {hint}[/]", highlight=False, soft_wrap=True)

@@ -23,9 +23,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.run.manifest import Manifest, read_manifest
 from fashn_prefect.run.plan import Job, make_plan
 from fashn_prefect.run.validate import validate_manifest
+from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.fs import atomic_write, filesystem, join
 from fashn_prefect.store.ledger import Ledger
 from fashn_prefect.store.results import read_results
@@ -153,6 +155,7 @@ def plan_backfill(
     budget: int | None = None,
     skip_invalid: bool = False,
     resubmit_ambiguous: bool = False,
+    retry_failed: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> tuple[BackfillPlan, Manifest]:
     """Validate the whole set, compare it with the output root and choose the chunks."""
@@ -166,7 +169,11 @@ def plan_backfill(
     if not report.ok and not skip_invalid:
         raise ManifestInvalid(report)
     plan = make_plan(
-        report.rows, output_url, resubmit_ambiguous=resubmit_ambiguous, storage_options=options
+        report.rows,
+        output_url,
+        resubmit_ambiguous=resubmit_ambiguous,
+        retry_failed=retry_failed,
+        storage_options=options,
     )
     # Ledger records of every row (not only pending ones): their charges count as spent.
     records = Ledger(output_url, options).load_many([j.spec.row_key for j in plan.jobs])
@@ -234,22 +241,22 @@ async def run_backfill(
     partition_by: str | None = None,
     budget: int | None = None,
     dry_run: bool = False,
-    skip_invalid: bool = False,
-    resubmit_ambiguous: bool = False,
-    storage_options: dict[str, Any] | None = None,
+    credentials: FashnCredentials | str | None = None,
+    settings: FashnSettings | None = None,
     logger: Any = None,
     on_progress: ProgressCallback | None = None,
-    **run_options: Any,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Run a backfill; return the plan, each chunk's run summary and the totals.
 
-    ``run_options`` go to every chunk's :func:`~fashn_prefect.run.pipeline.run_manifest`
-    (credentials, limits, time_scale, ...). ``on_progress(done, total)`` follows rows
-    across all chunks.
+    ``settings`` (and any of its fields given by name) go to every chunk's
+    :func:`~fashn_prefect.run.pipeline.run_manifest`. ``on_progress(done, total)`` follows
+    rows across all chunks.
     """
     from fashn_prefect.run import pipeline
 
-    options = storage_options or {}
+    s = FashnSettings.build(settings, **overrides)
+    options = s.storage_options
     plan, source = plan_backfill(
         manifest,
         output,
@@ -257,8 +264,9 @@ async def run_backfill(
         chunk_size=chunk_size,
         partition_by=partition_by,
         budget=budget,
-        skip_invalid=skip_invalid,
-        resubmit_ambiguous=resubmit_ambiguous,
+        skip_invalid=s.skip_invalid,
+        resubmit_ambiguous=s.resubmit_ambiguous,
+        retry_failed=s.retry_failed,
         storage_options=options,
     )
     log = logger.info if logger is not None else (lambda *a: None)
@@ -305,10 +313,8 @@ async def run_backfill(
                 manifest=uri,
                 output=output,
                 model_name=model_name,
-                skip_invalid=skip_invalid,
-                resubmit_ambiguous=resubmit_ambiguous,
-                storage_options=options,
-                **run_options,
+                credentials=credentials,
+                settings=s,
             )
         finally:
             pipeline.set_progress_listener(None)

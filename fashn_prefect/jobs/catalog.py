@@ -23,8 +23,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fashn_prefect.api.errors import PERMANENT_ERRORS
+from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.run.manifest import read_manifest
 from fashn_prefect.run.validate import RowSpec, ValidationReport, validate_manifest
+from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.results import read_results
 
 
@@ -139,17 +141,17 @@ async def run_catalog(
     output: str,
     *,
     model_name: str | None = None,
-    storage_options: dict[str, Any] | None = None,
+    credentials: FashnCredentials | str | None = None,
+    budget: int | None = None,
     dry_run: bool = False,
-    skip_invalid: bool = False,
-    retry_failed: bool = False,
+    settings: FashnSettings | None = None,
     logger: Any = None,
-    **run_options: Any,
+    **options: Any,
 ) -> dict[str, Any]:
     """Run the new and changed rows of a catalog; return the changes and the run summary.
 
-    ``run_options`` go to :func:`~fashn_prefect.run.pipeline.run_manifest` (credentials,
-    limits, budget, time_scale, ...). An invalid catalog raises
+    ``settings`` (and any of its fields given by name) go to
+    :func:`~fashn_prefect.run.pipeline.run_manifest`. An invalid catalog raises
     :class:`~fashn_prefect.run.errors.ManifestInvalid` (every problem, nothing submitted)
     unless ``skip_invalid`` is set. Rows that failed with a permanent error for the same
     inputs are left alone unless ``retry_failed`` is set.
@@ -157,8 +159,9 @@ async def run_catalog(
     from fashn_prefect.run.errors import ManifestInvalid
     from fashn_prefect.run.pipeline import run_manifest
 
-    changes, report = _changes(manifest, output, model_name, storage_options or {}, retry_failed)
-    if not report.ok and not skip_invalid:
+    s = FashnSettings.build(settings, **options)
+    changes, report = _changes(manifest, output, model_name, s.storage_options, s.retry_failed)
+    if not report.ok and not s.skip_invalid:
         if logger is not None:
             logger.error("Catalog has invalid rows; nothing was submitted.\n%s", report.format(50))
         raise ManifestInvalid(report)
@@ -180,10 +183,9 @@ async def run_catalog(
         manifest=manifest,
         output=output,
         model_name=model_name,
-        storage_options=storage_options,
+        credentials=credentials,
+        budget=budget,
         dry_run=dry_run,
-        skip_invalid=skip_invalid,
-        retry_failed=retry_failed,
-        **run_options,
+        settings=s,
     )
     return result

@@ -45,8 +45,9 @@ from fashn_prefect.run.runtime import RunConfig, Runtime, lookup, register, unre
 from fashn_prefect.run.submit import prepare, save_quietly, submit
 from fashn_prefect.run.validate import ValidationReport, validate_manifest
 from fashn_prefect.run.write import result_row, results_table, run_name, summarise, write_results
-from fashn_prefect.scheduler.limits import ApiLimits, Lanes, Limiter, RateLimit, SharedLimits
-from fashn_prefect.store.fs import DEFAULT_STORAGE_TIMEOUT, bounded, is_storage_transport_error
+from fashn_prefect.scheduler.limits import Lanes, Limiter, SharedLimits
+from fashn_prefect.settings import FashnSettings
+from fashn_prefect.store.fs import bounded, is_storage_transport_error
 from fashn_prefect.store.ledger import RowRecord, utc_now
 from fashn_prefect.store.reports import RunReport, publish_summary, write_run_report
 
@@ -265,53 +266,37 @@ async def run_manifest(
     output: str,
     model_name: str | None = None,
     credentials: FashnCredentials | str | None = None,
-    max_in_flight: int = 6,
-    run_limit: str = "50/60",
-    status_limit: str = "50/10",
     budget: int | None = None,
-    skip_invalid: bool = False,
     dry_run: bool = False,
-    write_csv: bool = False,
-    resubmit_ambiguous: bool = False,
-    retry_failed: bool = False,
-    shared_limits: bool | None = None,
-    check_balance: bool = True,
-    retries: int = 3,
-    retry_delay: float = 10.0,
-    time_scale: float = 1.0,
-    storage_options: dict[str, Any] | None = None,
-    client_timeout: float | None = None,
-    storage_timeout: float = DEFAULT_STORAGE_TIMEOUT,
+    settings: FashnSettings | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Run every row of a manifest through the FASHN API and store images and results.
 
-    ``time_scale`` compresses the API's time windows and latencies for an emulator run
-    with the same factor; leave it at 1.0 against the real API. ``client_timeout`` (seconds)
-    bounds each API request (default 60, connect 5). ``shared_limits``
-    (default: on when ``PREFECT_API_URL`` is set) holds the limits on the Prefect server
-    so that every flow run and worker sharing the account stays within them together.
-    A row that failed with a permanent error for the same inputs in an earlier run is
-    reported again, not resubmitted, unless ``retry_failed`` is set. ``storage_timeout``
-    (seconds, default 120) bounds every storage write and ledger read the run waits for
-    (scaled up for large results tables and galleries); a store that does not answer in
-    time fails that step with ``StorageTimeout`` instead of hanging the run.
+    ``settings`` holds the limits, retries, timeouts, time scale, storage options and
+    behaviour flags (:class:`~fashn_prefect.settings.FashnSettings`); any of its fields
+    may also be passed by name (``time_scale=0.1``), overriding ``settings``. ``budget``
+    refuses to start a run estimated above that many credits; ``dry_run`` validates and
+    estimates only. A row that failed with a permanent error for the same inputs in an
+    earlier run is reported again, not resubmitted, unless ``retry_failed`` is set.
     """
+    s = FashnSettings.build(settings, **options)
     log = get_run_logger()
-    options = storage_options or {}
+    options = s.storage_options
     started = datetime.now(UTC)
     decoded = read_manifest(manifest, storage_options=options)
     report = validate_manifest(decoded, model_name=model_name, storage_options=options)
-    if not report.ok and not skip_invalid:
+    if not report.ok and not s.skip_invalid:
         log.error("Manifest has invalid rows; nothing was submitted.\n%s", report.format(50))
         raise ManifestInvalid(report)
     plan = await bounded(
-        _bulk_timeout(storage_timeout, len(report.rows)),
+        _bulk_timeout(s.storage_timeout, len(report.rows)),
         "reading earlier results and the ledger",
         lambda: make_plan(
             report.rows,
             output,
-            resubmit_ambiguous=resubmit_ambiguous,
-            retry_failed=retry_failed,
+            resubmit_ambiguous=s.resubmit_ambiguous,
+            retry_failed=s.retry_failed,
             storage_options=options,
         ),
     )
@@ -326,20 +311,24 @@ async def run_manifest(
         return {**summary, **await _dry_run_balance(credentials, plan.estimated_credits)}
 
     creds = resolve_credentials(credentials)
-    limits = ApiLimits(max_in_flight, RateLimit.parse(run_limit), RateLimit.parse(status_limit))
-    limits = limits.scaled(time_scale)
-    shared = SharedLimits(creds.account_id, limits, enabled=_use_shared_limits(shared_limits))
+    limits = s.limits.scaled(s.time_scale)
+    shared = SharedLimits(creds.account_id, limits, enabled=_use_shared_limits(s.shared_limits))
     in_flight = await shared.ensure()
     needs_lane = len(plan.by_action("submit", "resume"))
-    async with creds.get_client(**_client_options(client_timeout, time_scale)) as client:
-        balance_before = await client.credits() if check_balance else None
+    async with creds.get_client(**_client_options(s.client_timeout, s.time_scale)) as client:
+        balance_before = await client.credits() if s.check_balance else None
         if balance_before is not None and plan.estimated_credits > balance_before.total:
             raise BudgetExceeded(
                 f"estimated {plan.estimated_credits} credits exceeds the account balance of "
                 f"{balance_before.total}; nothing was submitted"
             )
         config = RunConfig(
-            output, time_scale, retries, retry_delay * time_scale, options, storage_timeout
+            output,
+            s.time_scale,
+            s.retries,
+            s.retry_delay * s.time_scale,
+            options,
+            s.storage_timeout,
         )
         rt = Runtime(config, client, Limiter(limits, shared), flow_run.id, _progress_listener)
         rt.jobs = plan.jobs
@@ -356,18 +345,18 @@ async def run_manifest(
             rows = await _run_jobs(rt, plan, lanes)
         finally:
             unregister(rt.id)
-        balance_after = await client.credits() if check_balance else None
+        balance_after = await client.credits() if s.check_balance else None
     rows += _invalid_rows(report, decoded)
     rows.sort(key=lambda r: r["row"])
     name = run_name(started, flow_run.id)
     table = results_table(rows, flow_run.id, started)
     written = await bounded(
-        _bulk_timeout(storage_timeout, len(rows)),
+        _bulk_timeout(s.storage_timeout, len(rows)),
         "writing the results table",
-        lambda: write_results(table, output, name, csv=write_csv, storage_options=options),
+        lambda: write_results(table, output, name, csv=s.write_csv, storage_options=options),
     )
     gallery = await _write_gallery(
-        table, output, name, options, _bulk_timeout(storage_timeout, len(rows))
+        table, output, name, options, _bulk_timeout(s.storage_timeout, len(rows))
     )
     elapsed = (datetime.now(UTC) - started).total_seconds()
     totals = summarise(rows)
@@ -385,11 +374,11 @@ async def run_manifest(
         images=rt.uri(rt.images_root),
         balance_before=balance_before.total if balance_before else None,
         balance_after=balance_after.total if balance_after else None,
-        limits={"max_in_flight": in_flight, "run": run_limit, "status": status_limit},
+        limits={"max_in_flight": in_flight, "run": s.run_limit, "status": s.status_limit},
         gallery=gallery,
     )
     await bounded(
-        storage_timeout, "writing the run report", write_run_report, run_report, output, options
+        s.storage_timeout, "writing the run report", write_run_report, run_report, output, options
     )
     await publish_summary(run_report)
     return run_report.as_dict()
