@@ -236,7 +236,7 @@ def make_jobs(n: int, urls: dict[str, list[str]], seed: int = 7) -> list[Job]:
 
 def expected_mean_duration() -> float:
     """Mean emulated in-flight time of a job of :data:`MIX` (queue + processing)."""
-    from fashn_prefect import catalogue
+    from fashn_prefect.api import models as catalogue
 
     total = 0.0
     for weight, model, fixed in MIX:

@@ -39,7 +39,7 @@ HIGH = (1_000_000, 60.0)
 
 async def raw_loop(emulator: EmulatorProcess, jobs: list[Job], out: Path) -> int:
     """Submit, poll, download and store every job with at most IN_FLIGHT in flight."""
-    from fashn_prefect.client import FashnClient
+    from fashn_prefect.api.client import FashnClient
 
     gate = asyncio.Semaphore(IN_FLIGHT)
     out.mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,7 @@ async def raw_loop(emulator: EmulatorProcess, jobs: list[Job], out: Path) -> int
 
 def flow_run(emulator: EmulatorProcess, jobs: list[Job], tmp: Path) -> int:
     """run_manifest over the same jobs with the same concurrency and very high rate limits."""
-    from fashn_prefect.pipeline import run_manifest
+    from fashn_prefect.run.pipeline import run_manifest
 
     manifest = tmp / "manifest.csv"
     write_manifest_csv(manifest, jobs)

@@ -69,7 +69,7 @@ def write_manifests(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]
 
 def write_ledger(specs: list[Any], output: Path) -> None:
     """A 'submitted' ledger record for every row (what an interrupted run leaves behind)."""
-    from fashn_prefect.ledger import Attempt, Ledger, RowRecord
+    from fashn_prefect.store.ledger import Attempt, Ledger, RowRecord
 
     ledger = Ledger(str(output))
     Path(ledger.root).mkdir(parents=True, exist_ok=True)
@@ -81,10 +81,10 @@ def write_ledger(specs: list[Any], output: Path) -> None:
 
 def measure(manifest: str, output: str) -> dict[str, Any]:
     """Time each step in this process; returns the figures (run in a subprocess)."""
-    from fashn_prefect.manifest import read_manifest
-    from fashn_prefect.plan import make_plan
-    from fashn_prefect.validate import validate_manifest
-    from fashn_prefect.write import result_row, results_table, write_results
+    from fashn_prefect.run.manifest import read_manifest
+    from fashn_prefect.run.plan import make_plan
+    from fashn_prefect.run.validate import validate_manifest
+    from fashn_prefect.run.write import result_row, results_table, write_results
 
     times: dict[str, float] = {}
     t = time.perf_counter()
@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         ]
         for fmt, root, output in cases:
             if root != "empty":
-                from fashn_prefect.manifest import read_manifest
-                from fashn_prefect.validate import validate_manifest
+                from fashn_prefect.run.manifest import read_manifest
+                from fashn_prefect.run.validate import validate_manifest
 
                 log(f"planning: writing {n:,} ledger records")
                 specs = validate_manifest(read_manifest(str(paths[fmt]))).rows

@@ -142,7 +142,7 @@ def approach_run_manifest(
 ) -> int:
     import asyncio
 
-    from fashn_prefect.pipeline import run_manifest
+    from fashn_prefect.run.pipeline import run_manifest
 
     with tempfile.TemporaryDirectory(prefix="fashn-bench-") as tmp:
         manifest = Path(tmp) / "manifest.csv"

@@ -9,7 +9,7 @@ from typing import Any
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from fashn_prefect.client import FashnClient
+from fashn_prefect.api.client import FashnClient
 
 DEFAULT_BASE_URL = "https://api.fashn.ai"
 
@@ -49,7 +49,7 @@ class FashnCredentials(CredentialsBlock):
         """Build credentials from ``FASHN_API_KEY`` and ``FASHN_BASE_URL``."""
         key = os.environ.get("FASHN_API_KEY")
         if not key:
-            from fashn_prefect.errors import ConfigurationError
+            from fashn_prefect.api.errors import ConfigurationError
 
             raise ConfigurationError(
                 "No FASHN API key: set FASHN_API_KEY or pass a FashnCredentials block."

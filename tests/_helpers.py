@@ -43,12 +43,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from fashn_prefect.demo_images import garment, model
+from fashn_prefect.cli.demo_images import garment, model
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
 from fashn_prefect.emulator.state import inputs_hash
-from fashn_prefect.manifest import read_manifest
-from fashn_prefect.storage import filesystem
-from fashn_prefect.validate import RowSpec, validate_manifest
+from fashn_prefect.run.manifest import read_manifest
+from fashn_prefect.run.validate import RowSpec, validate_manifest
+from fashn_prefect.store.fs import filesystem
 
 TIME_SCALE = 0.02
 MODEL = "tryon-v1.6"

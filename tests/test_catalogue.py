@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fashn_prefect.catalogue import (
+from fashn_prefect.api.models import (
     MODELS,
     Problem,
     UnknownModel,

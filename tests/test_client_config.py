@@ -8,10 +8,10 @@ import email.utils
 import httpx
 import pytest
 
-from fashn_prefect.client import DEFAULT_BASE_URL, FashnClient, FetchedOutput
-from fashn_prefect.errors import ConfigurationError, OutputUnavailable
-from fashn_prefect.outputs import decode_data_uri, is_expired_base64
-from fashn_prefect.retry import backoff_delay, parse_retry_after, retry_delay
+from fashn_prefect.api.client import DEFAULT_BASE_URL, FashnClient, FetchedOutput
+from fashn_prefect.api.errors import ConfigurationError, OutputUnavailable
+from fashn_prefect.api.outputs import decode_data_uri, is_expired_base64
+from fashn_prefect.api.retry import backoff_delay, parse_retry_after, retry_delay
 
 KEY = "fa-config-secret-KEY-42"
 

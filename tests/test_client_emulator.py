@@ -18,8 +18,8 @@ import pytest
 from _helpers import png_data_uri
 from PIL import Image
 
-from fashn_prefect.client import FashnClient
-from fashn_prefect.errors import (
+from fashn_prefect.api.client import FashnClient
+from fashn_prefect.api.errors import (
     AmbiguousSubmission,
     InternalServerError,
     NotFound,
@@ -68,7 +68,7 @@ Installer = Callable[[Callable[[], None]], OnFirstRetry]
 
 @pytest.fixture
 def on_first_retry() -> Iterator[Installer]:
-    client_logger = logging.getLogger("fashn_prefect.client")
+    client_logger = logging.getLogger("fashn_prefect.api.client")
     handlers: list[OnFirstRetry] = []
 
     def install(action: Callable[[], None]) -> OnFirstRetry:
@@ -406,7 +406,7 @@ async def test_key_never_logged_or_in_errors(
     assert len(failures) == 4
     assert any(r.levelno == logging.WARNING for r in caplog.records)
     assert any(
-        r.levelno == logging.DEBUG and r.name == "fashn_prefect.client" for r in caplog.records
+        r.levelno == logging.DEBUG and r.name == "fashn_prefect.api.client" for r in caplog.records
     )
     for secret in (KEY, WRONG_KEY):
         assert secret not in caplog.text

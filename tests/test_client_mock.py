@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fashn_prefect.client import FashnClient, InvalidResponse
-from fashn_prefect.errors import (
+from fashn_prefect.api.client import FashnClient, InvalidResponse
+from fashn_prefect.api.errors import (
     AmbiguousSubmission,
     APIError,
     InternalServerError,
@@ -285,7 +285,7 @@ async def test_status_output_forms(
     # The documented forms are kept; anything else is flagged (and logged as an error),
     # never silently dropped. The emulator produces only the documented forms.
     client = make_client(Script(ok_status(output=output)))
-    with caplog.at_level(logging.ERROR, logger="fashn_prefect.client"):
+    with caplog.at_level(logging.ERROR, logger="fashn_prefect.api.client"):
         status = await client.status("pred-1")
     assert (len(status.output) if status.output is not None else None) == kept
     if problem is None:

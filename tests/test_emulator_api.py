@@ -13,7 +13,7 @@ import httpx
 import pytest
 from _helpers import api_client, png_data_uri, wait_terminal
 
-from fashn_prefect import catalogue
+from fashn_prefect.api import models as catalogue
 from fashn_prefect.emulator import DEFAULT_API_KEY, EmulatorServer
 
 KEY = "fa-emulator-SECRET-api-key-123"
@@ -302,7 +302,7 @@ def test_malformed_image_url_fails_at_run_time_with_image_load_error(
 ) -> None:
     # The docs show "Error loading model image: Invalid URL format" as a runtime
     # ImageLoadError (status "failed"), not a 400 at submission.
-    with api(server, KEY) as client:
+    with api_client(server, KEY) as client:
         run = client.post(
             "/v1/run",
             json={

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from fashn_prefect.cli import app
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
-from fashn_prefect.ledger import LEDGER_DIR as LEDGER
-from fashn_prefect.pipeline import run_manifest
-from fashn_prefect.storage import safe_name
+from fashn_prefect.run.pipeline import run_manifest
+from fashn_prefect.store.fs import safe_name
+from fashn_prefect.store.ledger import LEDGER_DIR as LEDGER
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -25,7 +25,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlo
 from prefect.flows import load_flow_from_entrypoint
 
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
-from fashn_prefect.ledger import LEDGER_DIR
+from fashn_prefect.store.ledger import LEDGER_DIR
 
 
 @pytest.fixture

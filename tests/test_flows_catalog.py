@@ -11,7 +11,7 @@ from _servers import REPO
 from prefect.flows import load_flow_from_entrypoint
 
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
-from fashn_prefect.incremental import catalog_changes
+from fashn_prefect.jobs.catalog import catalog_changes
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -19,12 +19,12 @@ import pyarrow as pa
 import pytest
 from PIL import Image, ImageDraw
 
-from fashn_prefect import catalogue
+from fashn_prefect.api import models as catalogue
 from fashn_prefect.emulator import EmulatorServer
-from fashn_prefect.gallery import write_gallery
-from fashn_prefect.storage import filesystem, safe_name
-from fashn_prefect.validate import RowSpec
-from fashn_prefect.write import result_row, results_table
+from fashn_prefect.review.gallery import write_gallery
+from fashn_prefect.run.validate import RowSpec
+from fashn_prefect.run.write import result_row, results_table
+from fashn_prefect.store.fs import filesystem, safe_name
 
 RUN = "run-20250101T120000Z-abcdef12"
 HOSTILE_KEY = "../../<script>window.__pwned=1</script>/etc/passwd"

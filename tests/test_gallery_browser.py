@@ -23,7 +23,7 @@ from PIL import Image
 from test_gallery import RUN, make_run
 
 from fashn_prefect.emulator import EmulatorServer
-from fashn_prefect.gallery import write_gallery
+from fashn_prefect.review.gallery import write_gallery
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 CHROME_ARGS = [

@@ -14,7 +14,7 @@ import pytest
 from _helpers import check_invariants
 
 from fashn_prefect.emulator.state import inputs_hash
-from fashn_prefect.validate import RowSpec
+from fashn_prefect.run.validate import RowSpec
 
 INPUTS = {"image": "https://example.com/a.png", "prompt": "p"}
 SPEC = RowSpec(1, "row-1", "edit", INPUTS, {}, "h", 1)

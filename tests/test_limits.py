@@ -1,4 +1,4 @@
-"""The in-process limiter (fashn_prefect.limits) on a virtual clock.
+"""The in-process limiter (fashn_prefect.scheduler.limits) on a virtual clock.
 
 Every test runs on an event loop whose clock only moves when every task is waiting: a
 sleep or a timed wait jumps straight to the next timer. Times are exact, nothing depends
@@ -18,7 +18,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fashn_prefect.limits import ApiLimits, Lanes, Limiter, RateLimit, SharedLimits, SlidingWindow
+from fashn_prefect.scheduler.limits import (
+    ApiLimits,
+    Lanes,
+    Limiter,
+    RateLimit,
+    SharedLimits,
+    SlidingWindow,
+)
 
 T = TypeVar("T")
 LIMITS = ApiLimits(6, RateLimit(50, 60.0), RateLimit(50, 10.0))

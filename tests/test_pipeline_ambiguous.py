@@ -32,7 +32,7 @@ from _helpers import (
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
 from fashn_prefect.emulator.state import inputs_hash
-from fashn_prefect.pipeline import run_manifest
+from fashn_prefect.run.pipeline import run_manifest
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(240)]
 

@@ -16,11 +16,11 @@ import pytest
 from _pipeline import TIME_SCALE, emulator, put_images, results, write_manifest
 from PIL import Image
 
-from fashn_prefect.audit import audit
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
-from fashn_prefect.pipeline import run_manifest
-from fashn_prefect.storage import filesystem
+from fashn_prefect.jobs.audit import audit
+from fashn_prefect.run.pipeline import run_manifest
+from fashn_prefect.store.fs import filesystem
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
 
@@ -193,7 +193,7 @@ async def test_without_the_credits_header_the_estimate_is_booked_and_audited(
 async def test_backfill_budget_counts_estimated_charges(
     emu: EmulatorServer, tmp_path: Path
 ) -> None:
-    from fashn_prefect.backfill import run_backfill
+    from fashn_prefect.jobs.backfill import run_backfill
 
     emu.set_faults(omit_credits_header=True)
     manifest = write_manifest(str(tmp_path / "history.csv"), _edits(tmp_path, 10))

@@ -21,8 +21,8 @@ from _pipeline import emulator, put_images, results, run_calls, write_manifest
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
-from fashn_prefect.ledger import Ledger
-from fashn_prefect.pipeline import run_manifest
+from fashn_prefect.run.pipeline import run_manifest
+from fashn_prefect.store.ledger import Ledger
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
 

@@ -1,4 +1,4 @@
-"""The plan (fashn_prefect.plan): what a run does with each row, given the output root.
+"""The plan (fashn_prefect.run.plan): what a run does with each row, given the output root.
 
 Every action (submit, resume, recover, skip, ambiguous, failed) from every ledger state,
 with records and results tables written by the product's own writers to a real local
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from fashn_prefect.ledger import Attempt, Ledger, RowRecord
-from fashn_prefect.plan import Job, make_plan
-from fashn_prefect.validate import RowSpec
-from fashn_prefect.write import result_row, results_table, write_results
+from fashn_prefect.run.plan import Job, make_plan
+from fashn_prefect.run.validate import RowSpec
+from fashn_prefect.run.write import result_row, results_table, write_results
+from fashn_prefect.store.ledger import Attempt, Ledger, RowRecord
 
 MODEL = "tryon-v1.6"
 

@@ -10,7 +10,7 @@ import pytest
 from _helpers import png_data_uri
 from fashn import AsyncFashn, Fashn
 
-from fashn_prefect import catalogue
+from fashn_prefect.api import models as catalogue
 from fashn_prefect.emulator import EmulatorServer
 
 PERSON = png_data_uri((180, 120, 90), (48, 72))

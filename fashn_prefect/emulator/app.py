@@ -53,7 +53,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .. import catalogue
+from fashn_prefect.api import models as catalogue
+
 from .clock import EmulatedClock
 from .config import EmulatorConfig, key_id
 from .faults import FaultInjector, runtime_message

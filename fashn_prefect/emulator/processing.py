@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from .. import catalogue
+from fashn_prefect.api import models as catalogue
+
 from .clock import EmulatedClock
 from .inputs import ImageLoadFailure, load_image
 from .media import (

@@ -25,7 +25,7 @@ from support import TIME_SCALE, scan_for_secret
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
 from fashn_prefect.emulator.config import FaultConfig
-from fashn_prefect.pipeline import run_manifest
+from fashn_prefect.run.pipeline import run_manifest
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(600)]
 

@@ -37,7 +37,7 @@ from support import (
 )
 
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
-from fashn_prefect.storage import filesystem
+from fashn_prefect.store.fs import filesystem
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(900)]
 

@@ -29,9 +29,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fashn_prefect.manifest import ManifestError, read_manifest
-from fashn_prefect.plan import make_plan
-from fashn_prefect.validate import ValidationReport, validate_manifest
+from fashn_prefect.run.manifest import ManifestError, read_manifest
+from fashn_prefect.run.plan import make_plan
+from fashn_prefect.run.validate import ValidationReport, validate_manifest
 
 MODELS = ["tryon-v1.6", "tryon-max", "model-create", "background-remove", "no-such-model", ""]
 COLUMNS = [
@@ -323,7 +323,7 @@ async def test_hostile_manifest_is_refused_before_any_submission(
     prefect_harness: None, tmp_path: Path, secret_key: str, fashn_emulator_factory: Any, name: str
 ) -> None:
     from fashn_prefect.credentials import FashnCredentials
-    from fashn_prefect.pipeline import ManifestInvalid, run_manifest
+    from fashn_prefect.run.pipeline import ManifestInvalid, run_manifest
 
     emu = fashn_emulator_factory(api_keys=(secret_key,), time_scale=0.01)
     image = emu.put_file("m.png", _png(), "image/png")
@@ -346,6 +346,6 @@ async def test_hostile_manifest_is_refused_before_any_submission(
 
 
 def _png() -> bytes:
-    from fashn_prefect.demo_images import model
+    from fashn_prefect.cli.demo_images import model
 
     return model(0)[1]

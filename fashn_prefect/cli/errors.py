@@ -1,0 +1,148 @@
+"""How the CLI fails: every expected error becomes one line plus a hint and an exit code.
+
+Exit 2 when nothing was submitted, 1 when a submission had started before the failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+__all__ = ["err", "fail", "fail_with", "friendly_errors"]
+
+err = Console(stderr=True)
+
+
+def _where(exc: Exception) -> str:
+    """`` at scheme://host:port`` of the failed request, when known (never a query or key)."""
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        return ""
+    return f" at {url.scheme}://{url.netloc.decode()}"
+
+
+def fail(message: str, hint: str, code: int = 2) -> NoReturn:
+    """Print ``message`` and ``hint`` on stderr and exit with ``code``."""
+    fail_with(message, hint, code)
+
+
+def fail_with(message: str, hint: str, code: int) -> NoReturn:
+    """Print ``message`` and ``hint`` on stderr and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[dim]hint: {hint}[/]", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def console_tracebacks_hidden() -> Iterator[None]:
+    """While a command runs, Prefect's terminal log shows a failed flow's exception as one
+    line, without its traceback. The Prefect UI and API logs keep the traceback, and
+    FASHN_PREFECT_DEBUG=1 shows it here too."""
+    if os.environ.get("FASHN_PREFECT_DEBUG"):
+        yield
+        return
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    def format_one_line(self: logging.Handler, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return logging.Handler.format(self, record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+    # Prefect (re)creates its handlers while a flow starts, so the class is patched.
+    original = PrefectConsoleHandler.format
+    setattr(PrefectConsoleHandler, "format", format_one_line)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(PrefectConsoleHandler, "format", original)  # noqa: B010
+
+
+@contextmanager
+def friendly_errors(command: str, json_output: bool = False) -> Iterator[None]:
+    """Turn every expected failure into one line plus a hint, never a traceback.
+
+    Exit 2 when nothing was submitted, 1 when a submission had started before the failure.
+    """
+    import httpx
+
+    from fashn_prefect.api.errors import ConfigurationError, FashnError, StorageTimeout
+    from fashn_prefect.run.errors import BudgetExceeded, ManifestInvalid
+    from fashn_prefect.run.manifest import ManifestError
+    from fashn_prefect.run.submit import posts_started
+    from fashn_prefect.store.fs import is_storage_transport_error
+
+    started = posts_started()
+
+    def fail(message: str, hint: str) -> None:
+        # Exit 2 promises that nothing was submitted; once a POST has started, be honest.
+        if posts_started() > started:
+            hint += (
+                "; some predictions may already have been submitted: run the same command "
+                "again to resume them (recorded rows are never submitted twice)"
+            )
+            fail_with(message, hint, 1)
+        fail_with(message, hint, 2)
+
+    try:
+        with console_tracebacks_hidden():
+            yield
+    except typer.Exit:
+        raise
+    except ManifestInvalid as exc:
+        if json_output:
+            problems = [str(p) for p in exc.report.problems]
+            print(json.dumps({"error": "ManifestInvalid", "problems": problems}))
+        else:
+            err.print(exc.report.format())
+        fail(
+            "the manifest has invalid rows; nothing was submitted",
+            "fix the rows above, or pass --skip-invalid to run only the valid ones",
+        )
+    except BudgetExceeded as exc:
+        fail(str(exc), "raise --budget, top up credits, or run fewer rows")
+    except ManifestError as exc:
+        fail(str(exc), "check the manifest URL and that it is CSV (UTF-8) or Parquet")
+    except ConfigurationError as exc:
+        fail(
+            str(exc),
+            "set FASHN_API_KEY (and FASHN_BASE_URL for the emulator) or pass --credentials",
+        )
+    except httpx.TransportError as exc:
+        fail(
+            f"cannot reach the FASHN API{_where(exc)}: {type(exc).__name__}: {exc}",
+            "check your network and FASHN_BASE_URL (unset it for the real API; for the "
+            "emulator start `fashn-prefect emulator` first)",
+        )
+    except StorageTimeout as exc:
+        fail(
+            f"StorageTimeout: {exc}",
+            "check that the --output location (and S3 endpoint) is reachable; nothing is "
+            "lost, run the same command again when it is",
+        )
+    except (ValueError, FashnError, OSError) as exc:
+        fail(f"{type(exc).__name__}: {exc}", f"see `fashn-prefect {command} --help`")
+    except Exception as exc:  # the last resort: still one line, never a traceback
+        if os.environ.get("FASHN_PREFECT_DEBUG"):
+            raise
+        if is_storage_transport_error(exc):
+            fail(
+                f"cannot reach the output storage: {type(exc).__name__}: {exc}",
+                "check the --output location, its endpoint and credentials, then run the "
+                "same command again",
+            )
+        fail(
+            f"{type(exc).__name__}: {exc}",
+            "set FASHN_PREFECT_DEBUG=1 to see the traceback, and check the Prefect logs",
+        )

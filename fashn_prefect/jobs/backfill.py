@@ -1,0 +1,346 @@
+"""Backfills: regenerate imagery for a large historical set, in chunks, within a budget.
+
+The whole set is read and validated first (every problem in every row, as for a run),
+then planned against the output root, so rows that already completed are never sent
+again and a backfill interrupted at any moment is resumed by running it again. The rows
+still to do are cut into chunks (N rows, or one chunk per value of a partition column),
+and each chunk runs as one :func:`fashn_prefect.run.pipeline.run_manifest` subflow.
+
+A credit budget covers the whole backfill, across resumes: credits already charged for
+its rows count against it, and rows are taken in manifest order only while the estimate
+stays within what is left. Rows beyond that are *deferred*, never submitted, and the
+summary, the log and the CLI say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fashn_prefect.credentials import FashnCredentials
+from fashn_prefect.run.manifest import Manifest, read_manifest
+from fashn_prefect.run.plan import Job, make_plan
+from fashn_prefect.run.validate import validate_manifest
+from fashn_prefect.settings import FashnSettings
+from fashn_prefect.store.fs import atomic_write, filesystem, join
+from fashn_prefect.store.ledger import Ledger, RowRecord
+from fashn_prefect.store.results import read_results
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class Chunk:
+    """Rows (1-based manifest row numbers) that run together as one subflow."""
+
+    index: int
+    label: str
+    rows: list[int]
+    estimated_credits: int
+
+
+@dataclass
+class BackfillPlan:
+    """What a backfill will do, decided before anything is submitted."""
+
+    rows: int
+    invalid: int
+    already_completed: int
+    to_run: int
+    deferred: int
+    estimated_credits: int
+    """Estimate for every row still to do (ignoring the budget)."""
+    selected_credits: int
+    """Estimate for the rows that fit in the budget."""
+    deferred_credits: int
+    spent_before: int
+    """Credits already charged for this set's rows by earlier (interrupted) runs."""
+    budget: int | None
+    chunks: list[Chunk] = field(default_factory=list)
+
+    @property
+    def budget_message(self) -> str | None:
+        """Why rows are held back, or None when everything fits."""
+        if not self.deferred:
+            return None
+        return (
+            f"budget of {self.budget} credits reached: {self.deferred} rows "
+            f"({self.deferred_credits} credits estimated) were not submitted "
+            f"({self.spent_before} already spent, {self.selected_credits} planned now); "
+            "run the backfill again with a larger budget to do them"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-dict form (chunks summarised)."""
+        data = asdict(self)
+        data["chunks"] = [
+            {
+                "index": c.index,
+                "label": c.label,
+                "rows": len(c.rows),
+                "credits": c.estimated_credits,
+            }
+            for c in self.chunks
+        ]
+        data["budget_message"] = self.budget_message
+        return data
+
+
+def chunk_rows(
+    jobs: list[Job],
+    manifest: Manifest,
+    chunk_size: int,
+    partition_by: str | None = None,
+) -> list[Chunk]:
+    """Cut jobs into chunks of at most ``chunk_size`` rows, within partitions if given."""
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        label = ""
+        if partition_by:
+            value = manifest.rows[job.spec.row - 1].get(partition_by)
+            label = f"{partition_by}={'' if value is None else value}"
+        groups.setdefault(label, []).append(job)
+    chunks: list[Chunk] = []
+    for label, members in groups.items():
+        for start in range(0, len(members), chunk_size):
+            part = members[start : start + chunk_size]
+            chunks.append(
+                Chunk(
+                    index=len(chunks) + 1,
+                    label=label or f"rows {part[0].spec.row}-{part[-1].spec.row}",
+                    rows=[j.spec.row for j in part],
+                    estimated_credits=sum(j.spec.estimated_credits for j in part),
+                )
+            )
+    return chunks
+
+
+def _spent_before(
+    jobs: list[Job], output_url: str, storage_options: dict[str, Any]
+) -> tuple[int, set[str]]:
+    """Credits already charged for these rows (results tables + ledger records not yet
+    reported), and the row keys that results tables report."""
+    keys = {(j.spec.row_key, j.spec.inputs_hash) for j in jobs}
+    table = read_results(
+        output_url,
+        columns=["row_key", "inputs_hash", "credits_charged"],
+        storage_options=storage_options,
+    )
+    spent, reported = 0, set()
+    for record in table.to_pylist() if table is not None else []:
+        if (record["row_key"], record["inputs_hash"]) in keys:
+            spent += record["credits_charged"] or 0
+            reported.add(record["row_key"])
+    for job in jobs:
+        if job.record is not None and job.spec.row_key not in reported:
+            spent += sum(a.credits_used or 0 for a in job.record.attempts)
+    return spent, reported
+
+
+def plan_backfill(
+    manifest_url: str,
+    output_url: str,
+    *,
+    model_name: str | None = None,
+    chunk_size: int = 100,
+    partition_by: str | None = None,
+    budget: int | None = None,
+    skip_invalid: bool = False,
+    resubmit_ambiguous: bool = False,
+    retry_failed: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[BackfillPlan, Manifest]:
+    """Validate the whole set, compare it with the output root and choose the chunks."""
+    from fashn_prefect.run.errors import ManifestInvalid
+
+    options = storage_options or {}
+    manifest = read_manifest(manifest_url, storage_options=options)
+    if partition_by and partition_by not in manifest.columns:
+        raise ValueError(f"partition column {partition_by!r} is not in the manifest")
+    report = validate_manifest(manifest, model_name=model_name, storage_options=options)
+    if not report.ok and not skip_invalid:
+        raise ManifestInvalid(report)
+    plan = make_plan(
+        report.rows,
+        output_url,
+        resubmit_ambiguous=resubmit_ambiguous,
+        retry_failed=retry_failed,
+        storage_options=options,
+    )
+    # Ledger records of every row (not only pending ones): their charges count as spent.
+    records = Ledger(output_url, options).load_many([j.spec.row_key for j in plan.jobs])
+    for job in plan.jobs:
+        if job.record is None:
+            record = records.get(job.spec.row_key)
+            if isinstance(record, RowRecord) and record.inputs_hash == job.spec.inputs_hash:
+                job.record = record
+    spent, _ = _spent_before(plan.jobs, output_url, options)
+    todo = [j for j in plan.jobs if j.action != "skip"]
+    remaining = None if budget is None else budget - spent
+    selected: list[Job] = []
+    deferred: list[Job] = []
+    running = 0
+    for job in todo:
+        cost = job.spec.estimated_credits if job.action in ("submit", "resume") else 0
+        if remaining is not None and (deferred or running + cost > remaining):
+            deferred.append(job)  # keep manifest order: never skip ahead to a cheaper row
+            continue
+        running += cost
+        selected.append(job)
+    backfill = BackfillPlan(
+        rows=report.total_rows,
+        invalid=len(report.invalid_rows),
+        already_completed=len(plan.jobs) - len(todo),
+        to_run=len(selected),
+        deferred=len(deferred),
+        estimated_credits=sum(
+            j.spec.estimated_credits for j in todo if j.action in ("submit", "resume")
+        ),
+        selected_credits=running,
+        deferred_credits=sum(j.spec.estimated_credits for j in deferred),
+        spent_before=spent,
+        budget=budget,
+        chunks=chunk_rows(selected, manifest, chunk_size, partition_by),
+    )
+    return backfill, manifest
+
+
+def write_chunk(
+    manifest: Manifest,
+    chunk: Chunk,
+    output_url: str,
+    storage_options: dict[str, Any] | None = None,
+) -> str:
+    """Write a chunk's rows (unchanged) as a Parquet manifest under ``{output}/.fashn/``."""
+    fs, root = filesystem(output_url, **(storage_options or {}))
+    digest = hashlib.sha256(manifest.url.encode()).hexdigest()[:10]
+    path = join(root, ".fashn", "backfill", digest, f"chunk-{chunk.index:05d}.parquet")
+    rows = [manifest.rows[r - 1] for r in chunk.rows]
+    columns = list(manifest.columns)
+    table = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    atomic_write(fs, path, buffer.getvalue())
+    return str(fs.unstrip_protocol(path))
+
+
+async def run_backfill(
+    manifest: str,
+    output: str,
+    *,
+    model_name: str | None = None,
+    chunk_size: int = 100,
+    partition_by: str | None = None,
+    budget: int | None = None,
+    dry_run: bool = False,
+    credentials: FashnCredentials | str | None = None,
+    settings: FashnSettings | None = None,
+    logger: Any = None,
+    on_progress: ProgressCallback | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Run a backfill; return the plan, each chunk's run summary and the totals.
+
+    ``settings`` (and any of its fields given by name) go to every chunk's
+    :func:`~fashn_prefect.run.pipeline.run_manifest`. ``on_progress(done, total)`` follows
+    rows across all chunks.
+    """
+    from fashn_prefect.run import pipeline
+
+    s = FashnSettings.build(settings, **overrides)
+    options = s.storage_options
+    plan, source = plan_backfill(
+        manifest,
+        output,
+        model_name=model_name,
+        chunk_size=chunk_size,
+        partition_by=partition_by,
+        budget=budget,
+        skip_invalid=s.skip_invalid,
+        resubmit_ambiguous=s.resubmit_ambiguous,
+        retry_failed=s.retry_failed,
+        storage_options=options,
+    )
+    log = logger.info if logger is not None else (lambda *a: None)
+    warn = logger.warning if logger is not None else (lambda *a: None)
+    log(
+        "Backfill of %s rows: %s already completed, %s to run in %s chunks (%s credits "
+        "estimated), %s deferred by the budget",
+        plan.rows,
+        plan.already_completed,
+        plan.to_run,
+        len(plan.chunks),
+        plan.selected_credits,
+        plan.deferred,
+    )
+    if plan.budget_message:
+        warn("Backfill stops before the budget: %s", plan.budget_message)
+    result: dict[str, Any] = {"plan": plan.as_dict(), "dry_run": dry_run, "chunks": []}
+    if dry_run:
+        return result
+    done_before = 0
+    charged = 0
+    stopped = None
+    for chunk in plan.chunks:
+        if budget is not None and plan.spent_before + charged + chunk.estimated_credits > budget:
+            stopped = (
+                f"budget of {budget} credits reached after {charged} credits in this run; "
+                f"chunk {chunk.index} and later were not submitted"
+            )
+            warn("Backfill stopped: %s", stopped)
+            break
+        uri = write_chunk(source, chunk, output, options)
+        offset = done_before
+
+        def forward(done: int, total: int, offset: int = offset) -> None:
+            if on_progress is not None:
+                on_progress(offset + done, plan.to_run)
+
+        pipeline.set_progress_listener(forward if on_progress else None)
+        try:
+            flow = pipeline.run_manifest.with_options(
+                flow_run_name=f"backfill-chunk-{chunk.index:04d}-of-{len(plan.chunks):04d}"
+            )
+            summary = await flow(
+                manifest=uri,
+                output=output,
+                model_name=model_name,
+                credentials=credentials,
+                settings=s,
+            )
+        finally:
+            pipeline.set_progress_listener(None)
+        done_before += len(chunk.rows)
+        chunk_charged = int((summary.get("totals") or {}).get("credits_charged", 0))
+        charged += chunk_charged
+        result["chunks"].append(
+            {
+                "index": chunk.index,
+                "label": chunk.label,
+                "rows": len(chunk.rows),
+                "totals": summary.get("totals"),
+                "results": summary.get("results"),
+            }
+        )
+        log(
+            "Chunk %s/%s (%s) done: %s credits",
+            chunk.index,
+            len(plan.chunks),
+            chunk.label,
+            chunk_charged,
+        )
+    totals: dict[str, int] = {}
+    for item in result["chunks"]:
+        for key in ("completed", "failed", "skipped", "credits_charged"):
+            totals[key] = totals.get(key, 0) + int((item["totals"] or {}).get(key, 0))
+    result["totals"] = totals
+    result["stopped_by_budget"] = stopped or plan.budget_message
+    return result

@@ -1,0 +1,149 @@
+"""Read a manifest (CSV or Parquet on any fsspec URL) into raw rows.
+
+One row is one prediction. Nothing is interpreted here beyond decoding the file: columns
+keep their names and values stay as they were written (CSV values are strings, Parquet
+values keep their types). :mod:`fashn_prefect.run.validate` turns rows into typed inputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fashn_prefect.store.fs import filesystem
+
+ManifestFormat = Literal["csv", "parquet"]
+
+
+class ManifestError(ValueError):
+    """The manifest file itself cannot be used (missing, unreadable, empty, bad format)."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Decoded manifest rows, in file order."""
+
+    url: str
+    format: ManifestFormat
+    columns: tuple[str, ...]
+    rows: tuple[dict[str, Any], ...]
+
+
+def detect_format(url: str) -> ManifestFormat:
+    """Guess the manifest format from its file name."""
+    name = url.lower().split("?", 1)[0]
+    if name.endswith((".parquet", ".pq", ".parq")):
+        return "parquet"
+    if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
+        return "csv"
+    raise ManifestError(
+        f"Cannot tell the format of manifest {url!r}: name it *.csv or *.parquet, "
+        "or pass the format explicitly."
+    )
+
+
+def read_manifest(
+    url: str,
+    *,
+    format: ManifestFormat | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Manifest:
+    """Read a CSV or Parquet manifest from ``url`` (local path, file://, memory://, s3://, ...)."""
+    fmt = format or detect_format(url)
+    fs, path = filesystem(url, **(storage_options or {}))
+    try:
+        raw = fs.cat_file(path)
+    except FileNotFoundError:
+        raise ManifestError(f"Manifest not found: {url}") from None
+    except IsADirectoryError:
+        raise ManifestError(f"Manifest is a directory, not a file: {url}") from None
+    except Exception as exc:
+        raise ManifestError(f"Cannot read manifest {url}: {type(exc).__name__}: {exc}") from None
+    if not raw:
+        raise ManifestError(f"Manifest is empty (0 bytes): {url}")
+    rows, columns = _decode_csv(raw, url) if fmt == "csv" else _decode_parquet(raw, url)
+    if not rows:
+        raise ManifestError(f"Manifest has a header but no rows: {url}")
+    return Manifest(url=url, format=fmt, columns=columns, rows=rows)
+
+
+def _decode_csv(raw: bytes, url: str) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
+    if raw.startswith(b"\x1f\x8b"):
+        import gzip
+
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise ManifestError(f"Manifest {url} is a corrupt gzip file: {exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"Manifest {url} is not valid UTF-8 (byte {exc.start}): save it as UTF-8 CSV."
+        ) from None
+    if "\x00" in text:
+        raise ManifestError(f"Manifest {url} contains NUL bytes: it is not a text CSV file.")
+    sep = "\t" if url.lower().endswith(".tsv") else ","
+    try:
+        header = next(csv.reader(io.StringIO(text), delimiter=sep), [])
+    except csv.Error as exc:  # e.g. a lone carriage return inside the header
+        raise ManifestError(f"Manifest {url} has an unreadable header row: {exc}") from None
+    _check_columns(tuple(c.strip() for c in header), url)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, engine="c"
+        )
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"Manifest {url} has no header row.") from None
+    except (pd.errors.ParserError, ValueError, OverflowError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ManifestError(f"Manifest {url} is not a well-formed CSV: {detail}") from None
+    columns = tuple(str(c).strip() for c in frame.columns)
+    _check_columns(columns, url)
+    frame.columns = list(columns)
+    records = frame.to_dict(orient="records")
+    return tuple({str(k): v for k, v in r.items()} for r in records), columns
+
+
+def _decode_parquet(raw: bytes, url: str) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
+    try:
+        table = pq.read_table(pa.BufferReader(raw))
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ManifestError(f"Manifest {url} is not a readable Parquet file: {detail}") from None
+    try:
+        columns = tuple(str(name).strip() for name in table.column_names)
+    except UnicodeDecodeError:  # a corrupt file whose schema names are not UTF-8
+        raise ManifestError(f"Manifest {url} has column names that are not UTF-8.") from None
+    _check_columns(columns, url)
+    try:
+        records = table.to_pylist()
+    except Exception as exc:
+        raise ManifestError(f"Manifest {url} has values that cannot be decoded: {exc}") from None
+    rows = tuple(
+        {columns[i]: _clean(v) for i, v in enumerate(record.values())} for record in records
+    )
+    return rows, columns
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _check_columns(columns: tuple[str, ...], url: str) -> None:
+    blanks = [i + 1 for i, c in enumerate(columns) if not c or c.startswith("Unnamed: ")]
+    if blanks:
+        raise ManifestError(f"Manifest {url} has unnamed columns at positions {blanks}.")
+    seen: set[str] = set()
+    dupes = sorted({c for c in columns if c in seen or seen.add(c)})  # type: ignore[func-returns-value]
+    if dupes:
+        raise ManifestError(f"Manifest {url} repeats column names: {', '.join(dupes)}.")

@@ -1,0 +1,267 @@
+"""Validate every manifest row before anything is submitted.
+
+Each problem names its row (1-based, in file order), its column and what is wrong, and
+every problem in every row is reported, not just the first. Valid rows come out as
+:class:`RowSpec` objects with typed inputs, a stable row key and a credit estimate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fashn_prefect.api import models as catalogue
+from fashn_prefect.run.manifest import Manifest
+from fashn_prefect.store.fs import filesystem
+
+RESERVED_COLUMNS = ("row_id", "model_name")
+_INT = re.compile(r"^[+-]?\d+$")
+_TRUE = {"true", "yes", "1", "y", "t"}
+_FALSE = {"false", "no", "0", "n", "f"}
+_PLACEHOLDER_IMAGE = "data:image/png;base64,iVBORw0KGgo="
+_REMOTE = ("http://", "https://", "data:", "saved:")
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One problem in one manifest row (``row`` is 1-based; ``None`` for the whole file)."""
+
+    row: int | None
+    column: str | None
+    message: str
+    level: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        where = [f"row {self.row}"] if self.row is not None else ["manifest"]
+        if self.column:
+            where.append(f"column {self.column!r}")
+        prefix = "warning: " if self.level == "warning" else ""
+        return f"{', '.join(where)}: {prefix}{self.message}"
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """A valid manifest row, ready to plan."""
+
+    row: int
+    row_key: str
+    model_name: str
+    inputs: dict[str, Any]
+    metadata: dict[str, Any]
+    inputs_hash: str
+    estimated_credits: int
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of validating a manifest: valid rows plus every problem found."""
+
+    rows: list[RowSpec] = field(default_factory=list)
+    problems: list[RowProblem] = field(default_factory=list)
+    invalid_rows: dict[int, list[RowProblem]] = field(default_factory=dict)
+    total_rows: int = 0
+
+    @property
+    def errors(self) -> list[RowProblem]:
+        """Problems that make a row invalid."""
+        return [p for p in self.problems if p.level == "error"]
+
+    @property
+    def ok(self) -> bool:
+        """True when no row is invalid."""
+        return not self.errors
+
+    @property
+    def estimated_credits(self) -> int:
+        """Expected charge for all valid rows if every prediction completes."""
+        return sum(r.estimated_credits for r in self.rows)
+
+    def format(self, limit: int | None = None) -> str:
+        """Human-readable report listing every problem (or the first ``limit``)."""
+        errors, warnings = self.errors, [p for p in self.problems if p.level == "warning"]
+        lines = [
+            f"{len(self.invalid_rows)} of {self.total_rows} rows invalid "
+            f"({len(errors)} problems, {len(warnings)} warnings)"
+        ]
+        shown = self.problems if limit is None else self.problems[:limit]
+        lines += [f"  {p}" for p in shown]
+        if limit is not None and len(self.problems) > limit:
+            lines.append(f"  ... and {len(self.problems) - limit} more")
+        return "\n".join(lines)
+
+
+def validate_manifest(
+    manifest: Manifest,
+    *,
+    model_name: str | None = None,
+    check_images: bool = True,
+    storage_options: dict[str, Any] | None = None,
+) -> ValidationReport:
+    """Check every row of ``manifest``; ``model_name`` applies to rows without one."""
+    report = ValidationReport(total_rows=len(manifest.rows))
+    images = _ImageChecker(storage_options or {}) if check_images else None
+    seen_keys: dict[str, int] = {}
+    if model_name is None and "model_name" not in manifest.columns:
+        report.problems.append(
+            RowProblem(
+                None,
+                "model_name",
+                "no model_name column and no model name given for all rows "
+                "(pass --model-name or add a model_name column)",
+            )
+        )
+        report.invalid_rows = {i + 1: [] for i in range(len(manifest.rows))}
+        return report
+    for index, raw in enumerate(manifest.rows):
+        row = index + 1
+        problems: list[RowProblem] = []
+        spec = _validate_row(row, raw, model_name, problems, images)
+        given_id = raw.get("row_id")
+        key = str(given_id).strip() if _present(given_id) else spec.row_key if spec else None
+        if key is not None:
+            first = seen_keys.setdefault(key, row)
+            if first != row:
+                what = f"row_id {key!r}" if _present(given_id) else "identical inputs"
+                column = "row_id" if _present(given_id) else None
+                problems.append(RowProblem(row, column, f"duplicate {what} (also row {first})"))
+        report.problems.extend(problems)
+        if any(p.level == "error" for p in problems):
+            report.invalid_rows[row] = problems
+        elif spec is not None:
+            report.rows.append(spec)
+    return report
+
+
+def _validate_row(
+    row: int,
+    raw: Mapping[str, Any],
+    default_model: str | None,
+    problems: list[RowProblem],
+    images: _ImageChecker | None,
+) -> RowSpec | None:
+    model = raw.get("model_name")
+    model = str(model).strip() if _present(model) else default_model
+    if not model:
+        problems.append(RowProblem(row, "model_name", "missing model_name"))
+        return None
+    try:
+        spec = catalogue.get_model(model)
+    except catalogue.UnknownModel as exc:
+        problems.append(RowProblem(row, "model_name", str(exc)))
+        return None
+    inputs: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    fingerprints: dict[str, str] = {}
+    checked_inputs: dict[str, Any] = {}
+    for column, value in raw.items():
+        if column in RESERVED_COLUMNS or not _present(value):
+            continue
+        input_field = spec.field(column)
+        if input_field is None:
+            # Not an input of this row's model (possibly an input of another model in a
+            # mixed manifest): carried into the results as metadata.
+            metadata[column] = value
+            continue
+        typed = _coerce(value, input_field.type)
+        inputs[column] = typed
+        checked_inputs[column] = typed
+        if input_field.type == "image" and isinstance(typed, str) and not typed.startswith(_REMOTE):
+            checked_inputs[column] = _PLACEHOLDER_IMAGE
+            if images is not None:
+                error, fingerprint = images.check(typed)
+                if error:
+                    problems.append(RowProblem(row, column, error))
+                else:
+                    fingerprints[column] = fingerprint
+    for problem in catalogue.validate(model, checked_inputs):
+        problems.append(RowProblem(row, problem.field, problem.message, problem.level))
+    if any(p.level == "error" for p in problems):
+        return None
+    row_id = raw.get("row_id")
+    digest = _hash({"model_name": model, "inputs": inputs, "files": fingerprints})
+    key = str(row_id).strip() if _present(row_id) else f"auto-{digest[:16]}"
+    return RowSpec(
+        row=row,
+        row_key=key,
+        model_name=model,
+        inputs=inputs,
+        metadata=metadata,
+        inputs_hash=digest,
+        estimated_credits=catalogue.estimate_credits(model, inputs),
+    )
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    return not (isinstance(value, str) and value.strip() == "")
+
+
+def _coerce(value: Any, kind: str) -> Any:
+    """Turn CSV text (and loosely typed Parquet values) into the field's type when unambiguous."""
+    if kind == "integer":
+        if isinstance(value, str) and _INT.match(value.strip()):
+            return int(value.strip())
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+    if kind == "boolean":
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+        return value
+    if hasattr(value, "item") and not isinstance(value, str):
+        return value.item()
+    return value
+
+
+def _hash(payload: Mapping[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class _ImageChecker:
+    """Checks local and object-storage image paths once each: present, non-empty, decodable."""
+
+    def __init__(self, storage_options: dict[str, Any]) -> None:
+        self._options = storage_options
+        self._cache: dict[str, tuple[str | None, str]] = {}
+
+    def check(self, path: str) -> tuple[str | None, str]:
+        if path not in self._cache:
+            self._cache[path] = self._check(path)
+        return self._cache[path]
+
+    def _check(self, path: str) -> tuple[str | None, str]:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            fs, inner = filesystem(path, **self._options)
+            info = fs.info(inner)
+        except FileNotFoundError:
+            return f"image file not found: {path}", ""
+        except Exception as exc:
+            return f"image file cannot be read: {path} ({type(exc).__name__}: {exc})", ""
+        if info.get("type") == "directory":
+            return f"image path is a directory, not a file: {path}", ""
+        size = int(info.get("size") or 0)
+        if size == 0:
+            return f"image file is empty: {path}", ""
+        try:
+            with fs.open(inner, "rb") as handle, Image.open(handle) as image:
+                image.verify()
+        except UnidentifiedImageError:
+            return f"not a readable image (unknown or corrupt format): {path}", ""
+        except (OSError, SyntaxError, ValueError) as exc:
+            return f"not a readable image: {path} ({type(exc).__name__}: {exc})", ""
+        stamp = (
+            info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+        )
+        return None, f"{size}:{stamp}"

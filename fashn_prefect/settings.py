@@ -1,0 +1,96 @@
+"""``FashnSettings``: every option that shapes a run, declared once and validated once.
+
+Flows take it as their ``settings`` parameter (a form in the Prefect UI, a mapping in
+``deployments/prefect.yaml``), the CLI builds it from flags with the same names
+(``--max-in-flight``, ``--run-limit``, ...), and Python callers pass it or any of its
+fields by name. Adding an option means adding one field here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from fashn_prefect.scheduler.limits import ApiLimits, RateLimit
+
+__all__ = ["FashnSettings"]
+
+_DEFAULT_LIMITS = ApiLimits()
+
+
+class FashnSettings(BaseModel):
+    """Limits, retries, timeouts, time scale, storage options and behaviour flags of a run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The account's API limits (FASHN's documented defaults; raise them if FASHN raised yours).
+    max_in_flight: int = Field(
+        _DEFAULT_LIMITS.max_in_flight, ge=1, description="Predictions in flight at once."
+    )
+    run_limit: str = Field(str(_DEFAULT_LIMITS.run), description="POST /v1/run rate, N/SECONDS.")
+    status_limit: str = Field(
+        str(_DEFAULT_LIMITS.status), description="GET /v1/status rate, N/SECONDS."
+    )
+    shared_limits: bool | None = Field(
+        None,
+        description="Hold the limits on the Prefect server, shared by every run of the "
+        "account (default: on when PREFECT_API_URL is set).",
+    )
+    # Retries and timeouts.
+    retries: int = Field(3, ge=0, description="Retries of a row after a transient failure.")
+    retry_delay: float = Field(
+        10.0, ge=0, description="Seconds before a row's first retry (doubling after)."
+    )
+    client_timeout: float | None = Field(
+        None, gt=0, description="Seconds per API request (default 60, connect 5)."
+    )
+    storage_timeout: float = Field(
+        120.0, gt=0, description="Seconds a storage write or ledger read may take."
+    )
+    time_scale: float = Field(
+        1.0, gt=0, description="Compress API time windows (only for a time-scaled emulator)."
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for the output and manifest URLs."
+    )
+    # Behaviour flags.
+    skip_invalid: bool = Field(False, description="Run valid rows; report invalid ones.")
+    resubmit_ambiguous: bool = Field(
+        False, description="Submit again rows whose earlier submission's fate is unknown."
+    )
+    retry_failed: bool = Field(
+        False,
+        description="Submit again rows that failed with a permanent error (ImageLoadError, "
+        "ContentModerationError, ...) for the same inputs in an earlier run.",
+    )
+    write_csv: bool = Field(False, description="Also write the results table as CSV.")
+    check_balance: bool = Field(True, description="Read the credit balance before and after a run.")
+
+    @field_validator("run_limit", "status_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        RateLimit.parse(value)
+        return value
+
+    @property
+    def limits(self) -> ApiLimits:
+        """The API limits these settings describe (not yet time-scaled)."""
+        return ApiLimits(
+            self.max_in_flight, RateLimit.parse(self.run_limit), RateLimit.parse(self.status_limit)
+        )
+
+    @classmethod
+    def build(
+        cls, settings: FashnSettings | Mapping[str, Any] | None = None, **overrides: Any
+    ) -> FashnSettings:
+        """``settings`` (or the defaults) with ``overrides`` applied by field name, validated.
+
+        An unknown name raises a ``ValueError`` naming it.
+        """
+        if isinstance(settings, FashnSettings):
+            base: dict[str, Any] = settings.model_dump(exclude_unset=True)
+        else:
+            base = dict(settings or {})
+        return cls.model_validate({**base, **overrides})

@@ -1,0 +1,5 @@
+"""Durable storage under an output root: fsspec helpers, the ledger, results tables, run reports.
+
+Owns the on-disk layout (``ledger/``, ``results/``, ``runs/``). May import ``api`` (errors)
+and fsspec/pyarrow; never ``run``, ``jobs``, ``review`` or ``cli``.
+"""
