@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pipeline import TIME_SCALE, emulator, put_images, results, write_manifest
+from _helpers import TIME_SCALE, emulator, put_images, results, write_manifest
 from PIL import Image
 
 from fashn_prefect.credentials import FashnCredentials

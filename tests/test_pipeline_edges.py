@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pipeline import emulator, put_images, results, run_calls, write_manifest
+from _helpers import emulator, put_images, results, run_calls, write_manifest
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
