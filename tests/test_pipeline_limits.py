@@ -90,3 +90,56 @@ async def test_two_runs_started_together_share_the_account_limits(
         rows = results(summary["results"])
         assert [r["status"] for r in rows] == ["completed"] * ROWS_PER_RUN
         assert [len(r["prediction_ids"]) for r in rows] == [1] * ROWS_PER_RUN
+
+
+async def test_one_run_keeps_its_status_calls_within_a_tight_status_limit(
+    tmp_path: Path,
+) -> None:
+    # Six predictions of 12-17 emulated seconds would be polled about 60 times in 20 s;
+    # the account allows 6 status calls per 10 s. The run must wait for its turn every
+    # time instead of letting the API refuse a call.
+    server = emulator(time_scale=TIME_SCALE, status_limit=(6, 10.0), seed=12)
+    try:
+        images = put_images(str(tmp_path / "images"))
+        manifest = write_manifest(str(tmp_path / "tight.csv"), _rows("t", images)[:6])
+        summary = await run_manifest(
+            manifest=manifest,
+            output=str(tmp_path / "out"),
+            credentials=FashnCredentials(api_key=server.api_key, base_url=server.url),
+            time_scale=TIME_SCALE,
+            status_limit="6/10",
+            shared_limits=False,
+        )
+        stats = server.stats()
+    finally:
+        server.stop()
+    assert limit_rejections(stats) == {}
+    assert summary["totals"]["completed"] == 6
+    assert summary["status_calls"] >= 6
+
+
+async def test_one_run_keeps_its_submissions_within_a_tight_run_limit(tmp_path: Path) -> None:
+    # Eight quick predictions, six lanes, and an account that allows 5 submissions per
+    # 60 s: the sixth submission must wait for the window instead of meeting a 429.
+    server = emulator(time_scale=TIME_SCALE, run_limit=(5, 60.0), seed=13)
+    try:
+        garments = put_images(str(tmp_path / "images"))["garments"]
+        rows = [
+            {"row_id": f"q-{i}", "model_name": "background-remove", "image": garments[i % 6]}
+            for i in range(8)
+        ]
+        manifest = write_manifest(str(tmp_path / "quick.csv"), rows)
+        summary = await run_manifest(
+            manifest=manifest,
+            output=str(tmp_path / "out"),
+            credentials=FashnCredentials(api_key=server.api_key, base_url=server.url),
+            time_scale=TIME_SCALE,
+            run_limit="5/60",
+            shared_limits=False,
+        )
+        stats = server.stats()
+    finally:
+        server.stop()
+    assert limit_rejections(stats) == {}
+    assert summary["totals"]["completed"] == 8
+    assert len(stats["predictions"]) == 8
