@@ -254,6 +254,14 @@ def run(
     time_scale: TimeScaleOpt = 1.0,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
+    allow_unknown_models: Annotated[
+        bool,
+        typer.Option(
+            help="Run model names the catalogue does not know as a pass-through (inputs "
+            "sent as given, credits unknown until the API reports them). "
+            "--no-allow-unknown-models makes them invalid rows."
+        ),
+    ] = True,
 ) -> None:
     """Run a manifest."""
     from fashn_prefect import pipeline
@@ -274,6 +282,7 @@ def run(
                 write_csv=csv,
                 resubmit_ambiguous=resubmit_ambiguous,
                 retry_failed=retry_failed,
+                allow_unknown_models=allow_unknown_models,
                 **_run_options(credentials, max_concurrency, run_limit, status_limit, time_scale),
             )
         )

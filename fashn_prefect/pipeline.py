@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
@@ -309,6 +310,7 @@ async def run_manifest(
     storage_options: dict[str, Any] | None = None,
     client_timeout: float | None = None,
     storage_timeout: float = DEFAULT_STORAGE_TIMEOUT,
+    allow_unknown_models: bool = True,
 ) -> dict[str, Any]:
     """Run every row of a manifest through the FASHN API and store images and results.
 
@@ -322,12 +324,20 @@ async def run_manifest(
     (seconds, default 120) bounds every storage write and ledger read the run waits for
     (scaled up for large results tables and galleries); a store that does not answer in
     time fails that step with ``StorageTimeout`` instead of hanging the run.
+    A model the catalogue does not know runs as a pass-through (inputs sent as given,
+    credits unknown until the API reports them; the plan warns) unless
+    ``allow_unknown_models`` is off, which makes such rows invalid.
     """
     log = get_run_logger()
     options = storage_options or {}
     started = datetime.now(UTC)
     decoded = read_manifest(manifest, storage_options=options)
-    report = validate_manifest(decoded, model_name=model_name, storage_options=options)
+    report = validate_manifest(
+        decoded,
+        model_name=model_name,
+        storage_options=options,
+        allow_unknown_models=allow_unknown_models,
+    )
     if not report.ok and not skip_invalid:
         log.error("Manifest has invalid rows; nothing was submitted.\n%s", report.format(50))
         raise ManifestInvalid(report)
@@ -344,6 +354,17 @@ async def run_manifest(
     )
     summary = _plan_summary(report, plan)
     log.info("Plan: %s", summary)
+    if summary["unknown_models"]:
+        log.warning(
+            "Models the catalogue does not know run as a pass-through (inputs sent as given, "
+            "generic checks only, credits unknown until the API reports them, not counted "
+            "in estimated_credits or the budget): %s. Describe them as data "
+            "(FASHN_PREFECT_MODELS) for full checks, or pass allow_unknown_models=False "
+            "to forbid them.",
+            ", ".join(
+                f"{name} ({count} rows)" for name, count in summary["unknown_models"].items()
+            ),
+        )
     if budget is not None and plan.estimated_credits > budget:
         raise BudgetExceeded(
             f"estimated {plan.estimated_credits} credits exceeds the budget of {budget}; "
@@ -549,4 +570,7 @@ def _plan_summary(report: ValidationReport, plan: Plan) -> dict[str, Any]:
         "ambiguous": len(plan.by_action("ambiguous")),
         "failed_before": len(plan.by_action("failed")),
         "estimated_credits": plan.estimated_credits,
+        "unknown_models": dict(
+            Counter(j.spec.model_name for j in plan.jobs if not j.spec.catalogued)
+        ),
     }
