@@ -360,3 +360,48 @@ async def test_a_new_model_added_as_data_is_validated_and_estimated(
     for row in table.values():
         assert row["estimated_credits"] == row["credits_charged"] == 6
         assert row["credits_source"] == "header" and row["output_count"] == 2
+
+
+async def test_keys_of_one_account_share_its_in_flight_limit(tmp_path: Path) -> None:
+    # The API counts in-flight predictions per account, across all its keys. Two runs with
+    # two keys of one account, started together, hold the account's limit together.
+    import asyncio
+    import uuid
+
+    keys = (f"fa-one-{uuid.uuid4().hex[:10]}", f"fa-two-{uuid.uuid4().hex[:10]}")
+    account = f"shop-{uuid.uuid4().hex[:8]}"
+    server = emulator(api_keys=keys, time_scale=0.05, max_in_flight=3, seed=13)
+    server.set_faults(account_concurrency=True)
+    images = put_images(str(tmp_path / "images"))
+
+    def run(key: str, name: str) -> Any:
+        rows = [
+            {
+                "row_id": f"{name}-{i}",
+                "model_name": "tryon-v1.6",
+                "model_image": images["models"][i % 3],
+                "garment_image": images["garments"][i % 6],
+                "mode": "quality",  # 12-17 s: long enough to fill the account's slots
+                "seed": i,
+            }
+            for i in range(6)
+        ]
+        return run_manifest(
+            manifest=write_manifest(str(tmp_path / f"{name}.csv"), rows),
+            output=str(tmp_path / f"out-{name}"),
+            credentials=FashnCredentials(api_key=key, base_url=server.url, account=account),
+            time_scale=0.05,
+            max_in_flight=3,
+            shared_limits=True,
+        )
+
+    try:
+        summaries = await asyncio.gather(run(keys[0], "a"), run(keys[1], "b"))
+        stats = server.stats()
+    finally:
+        server.stop()
+    assert stats["rejected"]["ConcurrencyLimitExceeded"] == 0
+    assert stats["peak_in_flight"] == 3
+    assert len(stats["predictions"]) == 12
+    for summary in summaries:
+        assert {r["status"] for r in results(summary["results"])} == {"completed"}
