@@ -168,7 +168,15 @@ async def collect(runtime_id: str, index: int, status: PredictionStatus) -> list
 def _row_from_record(job: Job, status: str, **extra: Any) -> dict[str, Any]:
     record = job.record
     attempts = record.attempts if record else []
-    charged = [a for a in attempts if a.prediction_id and (a.credits_used or 0) > 0]
+    # A charge an earlier results table already reports (a row reported again) is not
+    # booked twice.
+    charged = [
+        a
+        for a in attempts
+        if a.prediction_id
+        and (a.credits_used or 0) > 0
+        and a.prediction_id not in job.reported_charges
+    ]
     first = attempts[0] if attempts else None
     last = attempts[-1] if attempts else None
     values: dict[str, Any] = {

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from fashn_prefect.errors import PERMANENT_ERRORS
 from fashn_prefect.ledger import Ledger, RowRecord
-from fashn_prefect.results import completed_rows
+from fashn_prefect.results import completed_rows, reported_charges
 from fashn_prefect.validate import RowSpec
 
 Action = Literal["submit", "resume", "recover", "skip", "ambiguous", "failed"]
@@ -37,6 +37,8 @@ class Job:
     action: Action
     record: RowRecord | None = None
     previous: dict[str, Any] | None = None
+    reported_charges: frozenset[str] = frozenset()
+    """Predictions of this row whose charge an earlier results table already reports."""
 
 
 @dataclass
@@ -84,7 +86,16 @@ def make_plan(
         else:
             action = _action_for(record, resubmit_ambiguous, retry_failed)
             plan.jobs.append(Job(spec, action, record))
+    charged_rows = [j for j in plan.jobs if j.record is not None and _has_charge(j.record)]
+    if charged_rows:
+        reported = reported_charges(output_url, storage_options)
+        for job in charged_rows:
+            job.reported_charges = reported
     return plan
+
+
+def _has_charge(record: RowRecord) -> bool:
+    return any((a.credits_used or 0) > 0 for a in record.attempts)
 
 
 def _action_for(record: RowRecord, resubmit_ambiguous: bool, retry_failed: bool) -> Action:

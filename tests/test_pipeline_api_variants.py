@@ -130,6 +130,9 @@ async def test_a_completed_prediction_short_of_outputs_fails_charged_and_is_audi
     _, again = await _run(emu, tmp_path, rows)
     assert len(emu.stats()["predictions"]) == before
     assert {r["error_name"] for r in again.values()} == {"OutputMissing"}
+    # ... and the books count the charge once, not once per report.
+    assert sum(r["credits_charged"] for r in again.values()) == 0
+    assert audit(out).charged == emu.stats()["credits_charged"]
 
 
 @pytest.mark.parametrize("variant", ["omit_retry_after", "zero_retry_after"])
