@@ -43,6 +43,13 @@ class FashnCredentials(CredentialsBlock):
         default=False,
         description="Allow a plain-http base URL to a host other than loopback.",
     )
+    account: str | None = Field(
+        default=None,
+        description="Name shared by every key of the same FASHN account. FASHN's limits "
+        "(6 in flight, 50 runs/60 s, 50 status calls/10 s) are per account: give all its "
+        "keys the same name so their runs share one set of limits. Default: each key is "
+        "its own account.",
+    )
 
     @classmethod
     def from_env(cls) -> FashnCredentials:
@@ -68,8 +75,10 @@ class FashnCredentials(CredentialsBlock):
 
     @property
     def account_id(self) -> str:
-        """A stable, non-secret name for the account: ``acct-`` plus a hash of the key."""
-        digest = hashlib.sha256(self.api_key.get_secret_value().encode()).hexdigest()
+        """A stable, non-secret name for the account: ``acct-`` plus a hash of ``account``
+        when set (so several keys share it), else of the key."""
+        name = f"account:{self.account}" if self.account else self.api_key.get_secret_value()
+        digest = hashlib.sha256(name.encode()).hexdigest()
         return f"acct-{digest[:10]}"
 
 

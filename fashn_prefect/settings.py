@@ -67,6 +67,11 @@ class FashnSettings(BaseModel):
     )
     write_csv: bool = Field(False, description="Also write the results table as CSV.")
     check_balance: bool = Field(True, description="Read the credit balance before and after a run.")
+    allow_unknown_models: bool = Field(
+        True,
+        description="Run model names the catalogue does not know as a pass-through (inputs "
+        "sent as given, credits unknown until the API reports them); off makes them invalid rows.",
+    )
 
     @field_validator("run_limit", "status_limit")
     @classmethod

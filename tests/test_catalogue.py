@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fashn_prefect.api.models import (
@@ -686,3 +688,62 @@ def test_every_model_has_latency_and_format(name):
     low, high = expected_latency(name, MINIMAL[name])
     assert 0 < low <= high
     assert output_format(name, MINIMAL[name]) in {"png", "jpeg", "mp4"}
+
+
+def test_catalogue_data_errors_name_the_file_model_and_problem(tmp_path: Path) -> None:
+    from fashn_prefect.api.model_data import CatalogueDataError, load_models
+
+    cases = {
+        "no-models.json": ("{}", "expected"),
+        "bad-type.json": (
+            '{"models": {"m1": {"inputs": {"image": {"type": "picture"}}, '
+            '"credits": {"per_output": 1}}}}',
+            "model 'm1', input 'image': needs a type",
+        ),
+        "no-credits.json": (
+            '{"models": {"m2": {"inputs": {"image": {"type": "image"}}}}}',
+            "model 'm2': 'credits' is required",
+        ),
+        "bad-count.toml": (
+            '[models.m3]\noutput_count_field = "n"\ncredits = {per_output = 1}\n'
+            '[models.m3.inputs.image]\ntype = "image"\n',
+            "model 'm3': output_count_field 'n' is not an input",
+        ),
+    }
+    for name, (text, fragment) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(CatalogueDataError) as caught:
+            load_models(path)
+        assert str(path) in str(caught.value) and fragment in str(caught.value)
+
+
+def test_catalogue_data_model_gets_full_validation_and_estimates() -> None:
+    from fashn_prefect.api import models as catalogue
+    from fashn_prefect.api.model_data import load_models
+
+    saved = dict(catalogue._REGISTRY)
+    try:
+        data = {
+            "models": {
+                "studio-x": {
+                    "inputs": {
+                        "image": {"type": "image", "required": True},
+                        "resolution": {"type": "string", "enum": ["1k", "2k", "4k"]},
+                        "num_images": {"type": "integer", "minimum": 1, "maximum": 4},
+                    },
+                    "output_count_field": "num_images",
+                    "credits": {"grid": "standard"},
+                }
+            }
+        }
+        assert load_models(data) == ["studio-x"]
+        image = "https://cdn.example/a.png"
+        assert catalogue.estimate_credits("studio-x", {"image": image, "num_images": 2}) == 2
+        assert catalogue.estimate_credits("studio-x", {"image": image, "resolution": "4k"}) == 4
+        problems = catalogue.validate("studio-x", {"resolution": "8k"})
+        assert {p.field for p in problems if p.level == "error"} == {"image", "resolution"}
+    finally:
+        catalogue._REGISTRY.clear()
+        catalogue._REGISTRY.update(saved)
+    assert "studio-x" not in catalogue.MODELS

@@ -214,3 +214,60 @@ def test_cdn_gone(server: EmulatorServer) -> None:
         server.set_faults(cdn_gone=0.0)
         assert client.get(url).status_code == 404  # sticky per output
     assert server.stats()["faults_injected"]["cdn_gone"] == 1
+
+
+REAL_API_VARIANTS = (
+    "dict_outputs",
+    "drop_outputs",
+    "omit_retry_after",
+    "zero_retry_after",
+    "omit_credits_header",
+    "forget_after",
+    "canceled",
+    "time_out",
+    "octet_stream_cdn",
+    "account_concurrency",
+    "accept_unknown_models",
+)
+
+
+def test_real_api_variants_are_off_by_default_and_listed_by_the_cli_help() -> None:
+    from typer.testing import CliRunner
+
+    from fashn_prefect.cli import app
+    from fashn_prefect.emulator import FaultConfig
+
+    defaults = FaultConfig()
+    assert not any(getattr(defaults, name) for name in REAL_API_VARIANTS)
+    shown = CliRunner().invoke(app, ["emulator", "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0
+    for name in REAL_API_VARIANTS:
+        assert f"--{name.replace('_', '-')}" in shown.output
+
+
+def test_real_api_variants_shape_the_answers(
+    fashn_emulator_factory: Callable[..., Any],
+) -> None:
+    server = fashn_emulator_factory(time_scale=0.01)
+    server.set_faults(
+        dict_outputs=True, omit_credits_header=True, octet_stream_cdn=True, rate_limit_burst=1
+    )
+    with api_client(server) as client:
+        refused = client.post("/v1/run", json=REMOVE)
+        assert refused.status_code == 429 and "retry-after" in refused.headers
+        server.set_faults(omit_retry_after=True, rate_limit_burst=1)
+        assert "retry-after" not in client.post("/v1/run", json=REMOVE).headers
+        pid = client.post("/v1/run", json=REMOVE).json()["id"]
+        for _ in range(500):
+            done = client.get(f"/v1/status/{pid}")
+            if done.json()["status"] == "completed":
+                break
+            time.sleep(0.01)
+        body = done.json()
+        assert list(body["output"]) == ["images"] and len(body["output"]["images"]) == 1
+        assert "x-fashn-credits-used" not in done.headers
+        image = client.get(body["output"]["images"][0])
+        assert image.headers["content-type"] == "application/octet-stream"
+        assert image.content.startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="true or false"):
+        server.set_faults(dict_outputs=1)  # switches take true/false only

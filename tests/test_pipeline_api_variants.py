@@ -130,6 +130,9 @@ async def test_a_completed_prediction_short_of_outputs_fails_charged_and_is_audi
     _, again = await _run(emu, tmp_path, rows)
     assert len(emu.stats()["predictions"]) == before
     assert {r["error_name"] for r in again.values()} == {"OutputMissing"}
+    # ... and the books count the charge once, not once per report.
+    assert sum(r["credits_charged"] for r in again.values()) == 0
+    assert audit(out).charged == emu.stats()["credits_charged"]
 
 
 @pytest.mark.parametrize("variant", ["omit_retry_after", "zero_retry_after"])
@@ -258,3 +261,150 @@ async def test_a_prediction_forgotten_before_it_is_seen_done_is_ambiguous_never_
     _, again = await _run(emu, tmp_path, rows)
     assert len(_truth(emu)) == len(rows)
     assert {r["error_name"] for r in again.values()} == {"AmbiguousSubmission"}
+
+
+def _new_model_rows(tmp_path: Path, model: str, count: int = 3) -> list[dict[str, Any]]:
+    """Rows for a model FASHN shipped after this release: try-on style inputs, 2 outputs."""
+    images = put_images(str(tmp_path / "images"))
+    return [
+        {
+            "row_id": f"new-{i}",
+            "model_name": model,
+            "model_image": images["models"][i % 3],
+            "garment_image": images["garments"][i % 6],
+            "num_images": 2,
+            "meta_sku": f"SKU-{i}",
+        }
+        for i in range(count)
+    ]
+
+
+async def test_a_model_the_catalogue_does_not_know_runs_as_a_pass_through(
+    emu: EmulatorServer, tmp_path: Path
+) -> None:
+    emu.set_faults(accept_unknown_models=True)
+    rows = _new_model_rows(tmp_path, "tryon-v9")
+    summary, table = await _run(emu, tmp_path, rows)
+    truth = _truth(emu)
+    assert summary["totals"]["completed"] == len(rows)
+    for row in table.values():
+        (prediction_id,) = row["prediction_ids"]
+        assert truth[prediction_id]["model_name"] == "tryon-v9"
+        assert row["output_count"] == truth[prediction_id]["output_count"] == 2
+        assert (row["estimated_credits"], row["credits_source"]) == (0, "header")
+        assert row["credits_charged"] == truth[prediction_id]["credits"] == 2
+        assert row["meta_sku"].startswith("SKU-")  # metadata, not sent as an input
+    _assert_all_outputs_stored(table, truth)
+
+    # Without the credits header, the charge of an unknown model is unknown, and the audit
+    # says so instead of reading a silent zero.
+    emu.set_faults(omit_credits_header=True)
+    more = [{**r, "row_id": f"{r['row_id']}-b", "num_images": 1} for r in rows]
+    _, again = await _run(emu, tmp_path, more)
+    assert {(r["status"], r["credits_source"]) for r in again.values()} == {
+        ("completed", "unknown")
+    }
+    assert audit(str(tmp_path / "out")).rows_charge_unknown == len(more)
+
+
+async def test_unknown_models_can_be_forbidden(emu: EmulatorServer, tmp_path: Path) -> None:
+    from fashn_prefect.run.pipeline import ManifestInvalid
+
+    emu.set_faults(accept_unknown_models=True)
+    rows = _new_model_rows(tmp_path, "tryon-v9", 2)
+    with pytest.raises(ManifestInvalid) as caught:
+        await _run(emu, tmp_path, rows, allow_unknown_models=False)
+    problems = caught.value.report.errors
+    assert [(p.row, p.column) for p in problems] == [(1, "model_name"), (2, "model_name")]
+    assert "unknown model 'tryon-v9'" in problems[0].message
+    assert emu.stats()["predictions"] == []
+
+
+@pytest.fixture
+def catalogue_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A catalogue data file named by FASHN_PREFECT_MODELS; the catalogue is restored after."""
+    from fashn_prefect.api import models as catalogue
+
+    saved = dict(catalogue._REGISTRY)
+    path = tmp_path / "models.json"
+    monkeypatch.setenv("FASHN_PREFECT_MODELS", str(path))
+    try:
+        yield path
+    finally:
+        catalogue._REGISTRY.clear()
+        catalogue._REGISTRY.update(saved)
+
+
+async def test_a_new_model_added_as_data_is_validated_and_estimated(
+    emu: EmulatorServer, tmp_path: Path, catalogue_file: Path
+) -> None:
+    import json
+
+    from fashn_prefect.run.pipeline import ManifestInvalid
+
+    model = {
+        "inputs": {
+            "model_image": {"type": "image", "required": True},
+            "garment_image": {"type": "image", "required": True},
+            "num_images": {"type": "integer", "default": 1, "minimum": 1, "maximum": 4},
+        },
+        "output_count_field": "num_images",
+        "credits": {"per_output": 3},
+        "latency_seconds": [4, 8],
+    }
+    catalogue_file.write_text(json.dumps({"models": {"tryon-v10": model}}))
+    rows = _new_model_rows(tmp_path, "tryon-v10")
+    # Fully checked now: meta_* columns are metadata, and a bad count is refused.
+    with pytest.raises(ManifestInvalid) as caught:
+        await _run(emu, tmp_path, [{**rows[0], "num_images": 9}])
+    assert caught.value.report.errors[0].column == "num_images"
+    summary, table = await _run(emu, tmp_path, rows)
+    assert summary["totals"]["completed"] == len(rows)
+    for row in table.values():
+        assert row["estimated_credits"] == row["credits_charged"] == 6
+        assert row["credits_source"] == "header" and row["output_count"] == 2
+
+
+async def test_keys_of_one_account_share_its_in_flight_limit(tmp_path: Path) -> None:
+    # The API counts in-flight predictions per account, across all its keys. Two runs with
+    # two keys of one account, started together, hold the account's limit together.
+    import asyncio
+    import uuid
+
+    keys = (f"fa-one-{uuid.uuid4().hex[:10]}", f"fa-two-{uuid.uuid4().hex[:10]}")
+    account = f"shop-{uuid.uuid4().hex[:8]}"
+    server = emulator(api_keys=keys, time_scale=0.05, max_in_flight=3, seed=13)
+    server.set_faults(account_concurrency=True)
+    images = put_images(str(tmp_path / "images"))
+
+    def run(key: str, name: str) -> Any:
+        rows = [
+            {
+                "row_id": f"{name}-{i}",
+                "model_name": "tryon-v1.6",
+                "model_image": images["models"][i % 3],
+                "garment_image": images["garments"][i % 6],
+                "mode": "quality",  # 12-17 s: long enough to fill the account's slots
+                "seed": i,
+            }
+            for i in range(6)
+        ]
+        return run_manifest(
+            manifest=write_manifest(str(tmp_path / f"{name}.csv"), rows),
+            output=str(tmp_path / f"out-{name}"),
+            credentials=FashnCredentials(api_key=key, base_url=server.url, account=account),
+            time_scale=0.05,
+            max_in_flight=3,
+            shared_limits=True,
+        )
+
+    try:
+        summaries = await asyncio.gather(run(keys[0], "a"), run(keys[1], "b"))
+        stats = server.stats()
+    finally:
+        server.stop()
+    assert stats["rejected"]["ConcurrencyLimitExceeded"] == 0
+    assert stats["peak_in_flight"] == 3
+    assert len(stats["predictions"]) == 12
+    for summary in summaries:
+        assert {r["status"] for r in results(summary["results"])} == {"completed"}

@@ -52,9 +52,12 @@ __all__ = [
     "UnknownModel",
     "estimate_credits",
     "expected_latency",
+    "generic_problems",
     "get_model",
+    "is_image_input_name",
     "output_count",
     "output_format",
+    "register_model",
     "resolve_inputs",
     "validate",
 ]
@@ -569,25 +572,34 @@ _BACKGROUND_CHANGE = ModelSpec(
     description="Deprecated: use edit (+ image_context for a specific background).",
 )
 
-MODELS: Mapping[str, ModelSpec] = MappingProxyType(
-    {
-        m.name: m
-        for m in (
-            _TRYON_MAX,
-            _TRYON_V16,
-            _PRODUCT_TO_MODEL,
-            _MODEL_CREATE,
-            _MODEL_SWAP,
-            _FACE_TO_MODEL,
-            _EDIT,
-            _REFRAME,
-            _BACKGROUND_REMOVE,
-            _IMAGE_TO_VIDEO,
-            _PACKSHOT,
-            _BACKGROUND_CHANGE,
-        )
-    }
-)
+_REGISTRY: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        _TRYON_MAX,
+        _TRYON_V16,
+        _PRODUCT_TO_MODEL,
+        _MODEL_CREATE,
+        _MODEL_SWAP,
+        _FACE_TO_MODEL,
+        _EDIT,
+        _REFRAME,
+        _BACKGROUND_REMOVE,
+        _IMAGE_TO_VIDEO,
+        _PACKSHOT,
+        _BACKGROUND_CHANGE,
+    )
+}
+#: Every model the catalogue knows: the built-in ones above plus any added with
+#: :func:`register_model` (or as data, see :mod:`fashn_prefect.api.model_data`).
+MODELS: Mapping[str, ModelSpec] = MappingProxyType(_REGISTRY)
+BUILTIN_MODELS: frozenset[str] = frozenset(_REGISTRY)
+#: Processing time assumed for a model the catalogue does not know (polling pace only).
+GENERIC_LATENCY: Latency = (5.0, 120.0)
+
+
+def register_model(spec: ModelSpec) -> None:
+    """Add ``spec`` to the catalogue, or replace the entry of the same name."""
+    _REGISTRY[spec.name] = spec
 
 
 # --------------------------------------------------------------------------- public functions
@@ -809,8 +821,13 @@ def estimate_credits(model_name: str, inputs: Mapping[str, Any]) -> int:
 
 
 def expected_latency(model_name: str, inputs: Mapping[str, Any]) -> tuple[float, float]:
-    """Typical (low, high) processing seconds on the real API for these inputs."""
-    spec = get_model(model_name)
+    """Typical (low, high) processing seconds on the real API for these inputs.
+
+    :data:`GENERIC_LATENCY` for a model the catalogue does not know.
+    """
+    spec = MODELS.get(model_name) if isinstance(model_name, str) else None
+    if spec is None:
+        return GENERIC_LATENCY
     resolved = resolve_inputs(model_name, inputs)
     if spec.latency_by == _GRID_LATENCY_BY:
         mode, res = spec.credit_rule.billed_mode_resolution(resolved)
@@ -836,3 +853,37 @@ def output_format(model_name: str, inputs: Mapping[str, Any]) -> str:
     if value is None:
         return str(f.default) if f.default is not None else spec.default_output_format
     return str(value)
+
+
+# --------------------------------------------------------------------------- unknown models
+
+_IMAGE_NAMES = frozenset({"image", "mask", "image_context", "image_prompt", "image_reference"})
+
+
+def is_image_input_name(name: str) -> bool:
+    """Whether an input of a model the catalogue does not know is taken as an image.
+
+    The FASHN naming pattern: ``image``, ``mask``, ``image_*`` context/prompt/reference
+    inputs, and anything ending in ``_image`` or ``_reference``.
+    """
+    return name in _IMAGE_NAMES or name.endswith(("_image", "_reference"))
+
+
+def generic_problems(inputs: Mapping[str, Any]) -> list[Problem]:
+    """The only checks a model the catalogue does not know gets: there are inputs, image
+    inputs look like images, and output counts are positive integers."""
+    if not inputs:
+        return [Problem(None, "no inputs given")]
+    problems: list[Problem] = []
+    for name, value in inputs.items():
+        if is_image_input_name(name) and isinstance(value, str):
+            message = _image_problem(InputField(name, "image"), value)
+            if message:
+                problems.append(Problem(name, message))
+        if name in ("num_images", "num_samples") and not (_is_int(value) and value >= 1):
+            problems.append(
+                Problem(
+                    name, f"must be a positive integer (got {_type_name(value)} {_show(value)})"
+                )
+            )
+    return problems

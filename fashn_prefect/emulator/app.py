@@ -199,9 +199,12 @@ class Emulator:
                 self.faults.count_runtime(name)
         try:
             count = catalogue.output_count(model_name, inputs)
+        except Exception:
+            count = 1
+        try:
             ext = catalogue.output_format(model_name, inputs)
         except Exception:
-            count, ext = 1, "png"
+            ext = "png"
         if model_name in _ALWAYS_PNG:
             ext = "png"
         prediction = Prediction(

@@ -28,13 +28,22 @@ def is_path(value: Any) -> bool:
 def prepare_inputs(
     model_name: str, inputs: dict[str, Any], storage_options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Return the inputs to send: image paths replaced by resized data URIs."""
-    spec = catalogue.get_model(model_name)
+    """Return the inputs to send: image paths replaced by resized data URIs.
+
+    For a model the catalogue does not know, inputs named like images
+    (:func:`~fashn_prefect.api.models.is_image_input_name`) are the image inputs, sized for
+    the 2000 px edge FASHN advises for most endpoints.
+    """
+    spec = catalogue.MODELS.get(model_name)
     prepared = dict(inputs)
     for name, value in inputs.items():
-        field = spec.field(name)
-        if field is not None and field.type == "image" and is_path(value):
-            prepared[name] = image_to_data_uri(value, spec.max_input_edge, storage_options)
+        if spec is None:
+            is_image, max_edge = catalogue.is_image_input_name(name), 2000
+        else:
+            field = spec.field(name)
+            is_image, max_edge = field is not None and field.type == "image", spec.max_input_edge
+        if is_image and is_path(value):
+            prepared[name] = image_to_data_uri(value, max_edge, storage_options)
     return prepared
 
 

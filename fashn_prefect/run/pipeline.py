@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
@@ -157,7 +158,15 @@ async def collect(runtime_id: str, index: int, status: PredictionStatus) -> list
 def _row_from_record(job: Job, status: str, **extra: Any) -> dict[str, Any]:
     record = job.record
     attempts = record.attempts if record else []
-    charged = [a for a in attempts if a.prediction_id and (a.credits_used or 0) > 0]
+    # A charge an earlier results table already reports (a row reported again) is not
+    # booked twice.
+    charged = [
+        a
+        for a in attempts
+        if a.prediction_id
+        and (a.credits_used or 0) > 0
+        and a.prediction_id not in job.reported_charges
+    ]
     first = attempts[0] if attempts else None
     last = attempts[-1] if attempts else None
     values: dict[str, Any] = {
@@ -297,14 +306,22 @@ async def run_manifest(
     may also be passed by name (``time_scale=0.1``), overriding ``settings``. ``budget``
     refuses to start a run estimated above that many credits; ``dry_run`` validates and
     estimates only. A row that failed with a permanent error for the same inputs in an
-    earlier run is reported again, not resubmitted, unless ``retry_failed`` is set.
+    earlier run is reported again, not resubmitted, unless ``retry_failed`` is set. A
+    model the catalogue does not know runs as a pass-through (inputs sent as given, credits
+    unknown until the API reports them; the plan warns) unless ``allow_unknown_models`` is
+    off, which makes such rows invalid.
     """
     s = FashnSettings.build(settings, **options)
     log = get_run_logger()
     options = s.storage_options
     started = datetime.now(UTC)
     decoded = read_manifest(manifest, storage_options=options)
-    report = validate_manifest(decoded, model_name=model_name, storage_options=options)
+    report = validate_manifest(
+        decoded,
+        model_name=model_name,
+        storage_options=options,
+        allow_unknown_models=s.allow_unknown_models,
+    )
     if not report.ok and not s.skip_invalid:
         log.error("Manifest has invalid rows; nothing was submitted.\n%s", report.format(50))
         raise ManifestInvalid(report)
@@ -324,6 +341,17 @@ async def run_manifest(
     for job in plan.jobs:
         if job.problem:
             log.warning("Row %r: %s", job.spec.row_key, job.problem)
+    if summary["unknown_models"]:
+        log.warning(
+            "Models the catalogue does not know run as a pass-through (inputs sent as given, "
+            "generic checks only, credits unknown until the API reports them, not counted "
+            "in estimated_credits or the budget): %s. Describe them as data "
+            "(FASHN_PREFECT_MODELS) for full checks, or pass allow_unknown_models=False "
+            "to forbid them.",
+            ", ".join(
+                f"{name} ({count} rows)" for name, count in summary["unknown_models"].items()
+            ),
+        )
     if budget is not None and plan.estimated_credits > budget:
         raise BudgetExceeded(
             f"estimated {plan.estimated_credits} credits exceeds the budget of {budget}; "
@@ -535,4 +563,7 @@ def _plan_summary(report: ValidationReport, plan: Plan) -> dict[str, Any]:
         "ambiguous": len(plan.by_action("ambiguous")),
         "failed_before": len(plan.by_action("failed")),
         "estimated_credits": plan.estimated_credits,
+        "unknown_models": dict(
+            Counter(j.spec.model_name for j in plan.jobs if not j.spec.catalogued)
+        ),
     }

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from fashn_prefect.api.errors import PERMANENT_ERRORS
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.store.ledger import Ledger, RowRecord, UnreadableRecord
-from fashn_prefect.store.results import completed_rows
+from fashn_prefect.store.results import completed_rows, reported_charges
 
 Action = Literal["submit", "resume", "recover", "skip", "ambiguous", "failed"]
 
@@ -40,6 +40,8 @@ class Job:
     previous: dict[str, Any] | None = None
     problem: str | None = None
     """Why the row is ambiguous when its ledger record could not be read."""
+    reported_charges: frozenset[str] = frozenset()
+    """Predictions of this row whose charge an earlier results table already reports."""
 
 
 @dataclass
@@ -90,7 +92,16 @@ def make_plan(
         else:
             action = _action_for(record, resubmit_ambiguous, retry_failed)
             plan.jobs.append(Job(spec, action, record))
+    charged_rows = [j for j in plan.jobs if j.record is not None and _has_charge(j.record)]
+    if charged_rows:
+        reported = reported_charges(output_url, storage_options)
+        for job in charged_rows:
+            job.reported_charges = reported
     return plan
+
+
+def _has_charge(record: RowRecord) -> bool:
+    return any((a.credits_used or 0) > 0 for a in record.attempts)
 
 
 def _action_for(record: RowRecord, resubmit_ambiguous: bool, retry_failed: bool) -> Action:

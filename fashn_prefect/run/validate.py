@@ -3,6 +3,15 @@
 Each problem names its row (1-based, in file order), its column and what is wrong, and
 every problem in every row is reported, not just the first. Valid rows come out as
 :class:`RowSpec` objects with typed inputs, a stable row key and a credit estimate.
+
+A model the catalogue does not know (FASHN ships new ones without notice) runs as a
+*pass-through* unless ``allow_unknown_models`` is off: every non-empty column other than
+``row_id``, ``model_name`` and ``meta_*`` columns is sent as an input (CSV text that is a
+whole number becomes an integer, ``true``/``false`` a boolean), image inputs named like
+FASHN's (``image``, ``*_image``, ``*_reference``, ``mask``...) that are paths are checked
+and encoded, and only generic checks apply. Its credits are unknown (estimated 0) until
+the API reports them. Describe the model as data (:mod:`fashn_prefect.api.model_data`) to
+give it full validation and estimates.
 """
 
 from __future__ import annotations
@@ -15,11 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fashn_prefect.api import models as catalogue
+from fashn_prefect.api.model_data import load_models_from_env
 from fashn_prefect.run.manifest import Manifest
 from fashn_prefect.store.fs import filesystem
 
 RESERVED_COLUMNS = ("row_id", "model_name")
 _INT = re.compile(r"^[+-]?\d+$")
+# What a FASHN model name looks like (tryon-v1.6, product-to-model): the pass-through
+# check for names the catalogue does not know.
+_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f"}
 _PLACEHOLDER_IMAGE = "data:image/png;base64,iVBORw0KGgo="
@@ -54,6 +67,8 @@ class RowSpec:
     metadata: dict[str, Any]
     inputs_hash: str
     estimated_credits: int
+    catalogued: bool = True
+    """False for a model the catalogue does not know (a pass-through; credits unknown)."""
 
 
 @dataclass
@@ -100,8 +115,14 @@ def validate_manifest(
     model_name: str | None = None,
     check_images: bool = True,
     storage_options: dict[str, Any] | None = None,
+    allow_unknown_models: bool = True,
 ) -> ValidationReport:
-    """Check every row of ``manifest``; ``model_name`` applies to rows without one."""
+    """Check every row of ``manifest``; ``model_name`` applies to rows without one.
+
+    ``allow_unknown_models=False`` makes a model name the catalogue does not know an error
+    instead of a pass-through.
+    """
+    load_models_from_env()
     report = ValidationReport(total_rows=len(manifest.rows))
     images = _ImageChecker(storage_options or {}) if check_images else None
     seen_keys: dict[str, int] = {}
@@ -119,7 +140,7 @@ def validate_manifest(
     for index, raw in enumerate(manifest.rows):
         row = index + 1
         problems: list[RowProblem] = []
-        spec = _validate_row(row, raw, model_name, problems, images)
+        spec = _validate_row(row, raw, model_name, problems, images, allow_unknown_models)
         given_id = raw.get("row_id")
         key = str(given_id).strip() if _present(given_id) else spec.row_key if spec else None
         if key is not None:
@@ -142,6 +163,7 @@ def _validate_row(
     default_model: str | None,
     problems: list[RowProblem],
     images: _ImageChecker | None,
+    allow_unknown: bool = True,
 ) -> RowSpec | None:
     model = raw.get("model_name")
     model = str(model).strip() if _present(model) else default_model
@@ -151,7 +173,20 @@ def _validate_row(
     try:
         spec = catalogue.get_model(model)
     except catalogue.UnknownModel as exc:
-        problems.append(RowProblem(row, "model_name", str(exc)))
+        if allow_unknown and _MODEL_NAME.match(model):
+            return _pass_through_row(row, raw, model, problems, images)
+        if allow_unknown:
+            problems.append(
+                RowProblem(
+                    row,
+                    "model_name",
+                    f"{exc}; not a model name either (lower-case letters, digits, '.', '-')",
+                )
+            )
+            return None
+        problems.append(
+            RowProblem(row, "model_name", f"{exc} (unknown models are not allowed in this run)")
+        )
         return None
     inputs: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
@@ -193,6 +228,59 @@ def _validate_row(
         inputs_hash=digest,
         estimated_credits=catalogue.estimate_credits(model, inputs),
     )
+
+
+def _pass_through_row(
+    row: int,
+    raw: Mapping[str, Any],
+    model: str,
+    problems: list[RowProblem],
+    images: _ImageChecker | None,
+) -> RowSpec | None:
+    """A row of a model the catalogue does not know: inputs as given, generic checks only."""
+    inputs: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    fingerprints: dict[str, str] = {}
+    checked: dict[str, Any] = {}
+    for column, value in raw.items():
+        if column in RESERVED_COLUMNS or not _present(value):
+            continue
+        if column.startswith("meta_"):
+            metadata[column] = value
+            continue
+        typed = _coerce_generic(value)
+        inputs[column] = checked[column] = typed
+        is_path = isinstance(typed, str) and not typed.startswith(_REMOTE)
+        if catalogue.is_image_input_name(column) and is_path:
+            checked[column] = _PLACEHOLDER_IMAGE
+            if images is not None:
+                error, fingerprint = images.check(typed)
+                if error:
+                    problems.append(RowProblem(row, column, error))
+                else:
+                    fingerprints[column] = fingerprint
+    for problem in catalogue.generic_problems(checked):
+        problems.append(RowProblem(row, problem.field, problem.message, problem.level))
+    if any(p.level == "error" for p in problems):
+        return None
+    row_id = raw.get("row_id")
+    digest = _hash({"model_name": model, "inputs": inputs, "files": fingerprints})
+    key = str(row_id).strip() if _present(row_id) else f"auto-{digest[:16]}"
+    return RowSpec(row, key, model, inputs, metadata, digest, 0, catalogued=False)
+
+
+def _coerce_generic(value: Any) -> Any:
+    """CSV text for an input of an unknown model: whole numbers and true/false are typed."""
+    if isinstance(value, str):
+        text = value.strip()
+        if _INT.match(text):
+            return int(text)
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return value
 
 
 def _present(value: Any) -> bool:

@@ -106,6 +106,27 @@ def completed_rows(
     return done
 
 
+def reported_charges(
+    output_url: str, storage_options: dict[str, Any] | None = None
+) -> frozenset[str]:
+    """Prediction ids of rows that earlier results tables already report as charged.
+
+    A row reported again (a permanent failure such as ``OutputMissing``) must not book
+    the same charge a second time.
+    """
+    table = read_results(
+        output_url, columns=["prediction_ids", "credits_charged"], storage_options=storage_options
+    )
+    if table is None or "credits_charged" not in table.column_names:
+        return frozenset()
+    return frozenset(
+        pid
+        for record in table.to_pylist()
+        if (record.get("credits_charged") or 0) > 0
+        for pid in record.get("prediction_ids") or []
+    )
+
+
 def _stamp(record: dict[str, Any]) -> datetime:
     value = record.get("completed_at")
     return value if isinstance(value, datetime) else datetime.min.replace(tzinfo=UTC)
