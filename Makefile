@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check fashn_prefect flows tests benchmarks
-	$(BIN)/ruff format --check fashn_prefect flows tests benchmarks
+	$(BIN)/ruff check fashn_prefect flows tests benchmarks examples
+	$(BIN)/ruff format --check fashn_prefect flows tests benchmarks examples
 
 typecheck: install
 	$(BIN)/mypy fashn_prefect flows

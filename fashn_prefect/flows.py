@@ -24,10 +24,10 @@ from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.jobs.audit import run_audit
 from fashn_prefect.jobs.backfill import run_backfill
 from fashn_prefect.jobs.catalog import run_catalog
-from fashn_prefect.run.pipeline import run_manifest
+from fashn_prefect.run.pipeline import run_manifest, run_predictions
 from fashn_prefect.settings import FashnSettings
 
-__all__ = ["backfill", "catalog_run", "credit_audit", "run_manifest"]
+__all__ = ["backfill", "catalog_run", "credit_audit", "run_manifest", "run_predictions"]
 
 
 @flow(name="fashn-catalog-run", log_prints=False)

@@ -95,7 +95,9 @@ def _catalog(
 ) -> dict[str, Any]:
     rows_ = catalog_rows(rows, emu, prefix=prefix, seed_base=seed_base)
     manifest = write_manifest(tmp / f"{prefix}.csv", rows_)
-    return {"manifest": manifest, "output": str(tmp / prefix), "time_scale": TIME_SCALE}
+    # Options go in the one settings parameter (FashnSettings), as in deployments/prefect.yaml.
+    settings = {"time_scale": TIME_SCALE}
+    return {"manifest": manifest, "output": str(tmp / prefix), "settings": settings}
 
 
 async def _run(name: str, parameters: dict[str, Any], server: PrefectServer) -> Any:

@@ -80,14 +80,14 @@ def friendly_errors(command: str, json_output: bool = False) -> Iterator[None]:
     from fashn_prefect.api.errors import ConfigurationError, FashnError, StorageTimeout
     from fashn_prefect.run.errors import BudgetExceeded, ManifestInvalid
     from fashn_prefect.run.manifest import ManifestError
-    from fashn_prefect.run.submit import posts_started
+    from fashn_prefect.run.observe import RunObserver, observing
     from fashn_prefect.store.fs import is_storage_transport_error
 
-    started = posts_started()
+    observer = RunObserver()
 
-    def fail(message: str, hint: str) -> None:
+    def fail(message: str, hint: str) -> NoReturn:
         # Exit 2 promises that nothing was submitted; once a POST has started, be honest.
-        if posts_started() > started:
+        if observer.posts_started > 0:
             hint += (
                 "; some predictions may already have been submitted: run the same command "
                 "again to resume them (recorded rows are never submitted twice)"
@@ -96,7 +96,7 @@ def friendly_errors(command: str, json_output: bool = False) -> Iterator[None]:
         fail_with(message, hint, 2)
 
     try:
-        with console_tracebacks_hidden():
+        with console_tracebacks_hidden(), observing(observer):
             yield
     except typer.Exit:
         raise

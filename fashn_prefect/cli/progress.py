@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,11 +15,11 @@ Update = Callable[[int, int], None]
 def row_progress(console: Console, enabled: bool = True, label: str = "rows") -> Iterator[Update]:
     """Show ``rows ━━━ done/total elapsed`` while the block runs a flow.
 
-    The bar follows :func:`fashn_prefect.run.pipeline.run_manifest` by itself; the yielded
-    ``update(done, total)`` lets a caller that runs several manifests (a backfill's chunks)
-    drive it with its own totals instead.
+    The bar follows every run started in the block (through the run observer); the
+    yielded ``update(done, total)`` lets a caller that runs several manifests (a
+    backfill's chunks) drive it with its own totals instead.
     """
-    from fashn_prefect.run import pipeline
+    from fashn_prefect.run.observe import RunObserver, current_observer, observing
 
     bar = Progress(
         TextColumn(f"[bold]{label}"),
@@ -34,9 +34,11 @@ def row_progress(console: Console, enabled: bool = True, label: str = "rows") ->
     def update(done: int, total: int) -> None:
         bar.update(task_id, completed=done, total=total)
 
-    pipeline.set_progress_listener(update)
-    try:
-        with bar:
-            yield update
-    finally:
-        pipeline.set_progress_listener(None)
+    observer = current_observer()
+    with nullcontext(observer) if observer else observing(RunObserver()) as watched:
+        previous, watched.on_progress = watched.on_progress, update
+        try:
+            with bar:
+                yield update
+        finally:
+            watched.on_progress = previous

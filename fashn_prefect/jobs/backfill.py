@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,14 +24,13 @@ import pyarrow.parquet as pq
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.run.manifest import Manifest, read_manifest
+from fashn_prefect.run.observe import ProgressCallback, RunObserver, current_observer, observing
 from fashn_prefect.run.plan import Job, make_plan
 from fashn_prefect.run.validate import validate_manifest
 from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.fs import atomic_write, filesystem, join
 from fashn_prefect.store.ledger import Ledger, RowRecord
 from fashn_prefect.store.results import read_results
-
-ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass
@@ -304,8 +302,8 @@ async def run_backfill(
             if on_progress is not None:
                 on_progress(offset + done, plan.to_run)
 
-        pipeline.set_progress_listener(forward if on_progress else None)
-        try:
+        chunk_observer = RunObserver(forward if on_progress else None, current_observer())
+        with observing(chunk_observer):
             flow = pipeline.run_manifest.with_options(
                 flow_run_name=f"backfill-chunk-{chunk.index:04d}-of-{len(plan.chunks):04d}"
             )
@@ -316,8 +314,6 @@ async def run_backfill(
                 credentials=credentials,
                 settings=s,
             )
-        finally:
-            pipeline.set_progress_listener(None)
         done_before += len(chunk.rows)
         chunk_charged = int((summary.get("totals") or {}).get("credits_charged", 0))
         charged += chunk_charged

@@ -112,6 +112,34 @@ def _decode_csv(raw: bytes, url: str) -> tuple[tuple[dict[str, Any], ...], tuple
     return tuple({str(k): v for k, v in r.items()} for r in records), columns
 
 
+def rows_manifest(rows: Any, url: str = "memory://rows") -> Manifest:
+    """Rows held in memory as a manifest: a pandas DataFrame, a pyarrow Table, or an
+    iterable of dicts (one per row; columns in first-seen order). Values keep their types,
+    as in a Parquet manifest; ``url`` only names the rows in messages."""
+    if isinstance(rows, Manifest):
+        return rows
+    if isinstance(rows, pd.DataFrame):
+        rows = pa.Table.from_pandas(rows, preserve_index=False)
+    if isinstance(rows, pa.Table):
+        columns = tuple(str(name).strip() for name in rows.column_names)
+        records: list[dict[str, Any]] = [
+            dict(zip(columns, r.values(), strict=True)) for r in rows.to_pylist()
+        ]
+    else:
+        try:
+            records = [{str(k).strip(): v for k, v in dict(row).items()} for row in rows]
+        except (TypeError, ValueError) as exc:
+            raise ManifestError(
+                f"Rows must be a DataFrame, an Arrow table or a list of dicts: {exc}"
+            ) from None
+        columns = tuple(dict.fromkeys(k for record in records for k in record))
+    _check_columns(columns, url)
+    if not records:
+        raise ManifestError(f"No rows given: {url}")
+    cleaned = tuple({c: _clean(record.get(c)) for c in columns} for record in records)
+    return Manifest(url=url, format="parquet", columns=columns, rows=cleaned)
+
+
 def _decode_parquet(raw: bytes, url: str) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
     try:
         table = pq.read_table(pa.BufferReader(raw))

@@ -12,10 +12,12 @@ calls also pass the in-process and server-side rate limiters (see
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Coroutine
 from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -44,27 +46,20 @@ from fashn_prefect.run.collect import (
     missing_outputs,
 )
 from fashn_prefect.run.errors import BudgetExceeded, ManifestInvalid
-from fashn_prefect.run.manifest import Manifest, read_manifest
+from fashn_prefect.run.manifest import Manifest, read_manifest, rows_manifest
+from fashn_prefect.run.observe import current_observer
 from fashn_prefect.run.plan import Job, Plan, make_plan
 from fashn_prefect.run.poll import wait_for
-from fashn_prefect.run.runtime import RunConfig, Runtime, lookup, register, unregister
+from fashn_prefect.run.runtime import RunConfig, Runtime
 from fashn_prefect.run.submit import prepare, save_quietly, submit
-from fashn_prefect.run.validate import ValidationReport, validate_manifest
+from fashn_prefect.run.validate import RowSpec, ValidationReport, validate_manifest
 from fashn_prefect.run.write import result_row, results_table, run_name, summarise, write_results
+from fashn_prefect.scheduler.account import account_scheduler
 from fashn_prefect.scheduler.limits import ApiLimits, Lanes, Limiter, SharedLimits
 from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.fs import bounded, is_storage_transport_error
 from fashn_prefect.store.ledger import RowRecord, utc_now
 from fashn_prefect.store.reports import RunReport, publish_summary, write_run_report
-
-ProgressCallback = Callable[[int, int], None]
-_progress_listener: ProgressCallback | None = None
-
-
-def set_progress_listener(listener: ProgressCallback | None) -> None:
-    """Receive ``(done, total)`` after every finished row (used by the CLI progress bar)."""
-    global _progress_listener
-    _progress_listener = listener
 
 
 async def _is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -86,73 +81,92 @@ def _lane(rt: Runtime) -> AbstractAsyncContextManager[None]:
     return rt.lanes.lane() if rt.lanes is not None else nullcontext()
 
 
-# The row tasks carry no tags. The lanes already hold the account tag's slots (a task
-# carrying it would wait for a second slot of the same limit, a deadlock once the lanes
-# hold them all), and Prefect asks the server for the concurrency limits of every tagged
-# task run, which delayed the first submission by 2-3 s (benchmarks/throughput.py).
-@task(name="fashn-predict", cache_policy=NO_CACHE, persist_result=False)
-async def predict(runtime_id: str, index: int) -> PredictionStatus:
-    """Submit (or resume) one row's prediction and wait until it is terminal."""
-    rt = lookup(runtime_id)
-    job = rt.jobs[index]
-    record = job.record
-    assert record is not None
-    last = record.last
-    known = last.prediction_id if last and last.status in ("submitted", "completed") else None
-    inputs = None if known else await prepare(rt, job.spec)
-    # The lane (one of the account's in-flight slots) is held only from the POST until the
-    # prediction is seen terminal: task start-up, input preparation and the final ledger
-    # write happen outside it, so the next row's prediction starts without a gap.
-    async with _lane(rt):
-        prediction_id = known or await submit(rt, job.spec, record, inputs)
-        attempt = record.last
-        assert attempt is not None
-        try:
-            status = await wait_for(rt, job.spec, prediction_id, time.monotonic())
-        except NotFound as exc:
-            attempt.status = record.status = "ambiguous"
-            attempt.error_name, attempt.error_message = "NotFound", exc.message
+@dataclass(frozen=True)
+class RowTasks:
+    """A run's two row tasks; both close over the run object."""
+
+    predict: Task[[int], Coroutine[Any, Any, PredictionStatus]]
+    collect: Task[[int, PredictionStatus], Coroutine[Any, Any, list[str]]]
+
+
+def row_tasks(rt: Runtime) -> RowTasks:
+    """The row tasks of run ``rt``: ``predict(index)`` and ``collect(index, status)``.
+
+    They carry no tags. The lanes already hold the account tag's slots (a task carrying
+    it would wait for a second slot of the same limit, a deadlock once the lanes hold
+    them all), and Prefect asks the server for the concurrency limits of every tagged
+    task run, which delayed the first submission by 2-3 s (benchmarks/throughput.py).
+    """
+
+    @task(name="fashn-predict", cache_policy=NO_CACHE, persist_result=False)
+    async def predict(index: int) -> PredictionStatus:
+        """Submit (or resume) one row's prediction and wait until it is terminal."""
+        job = rt.jobs[index]
+        record = job.record
+        assert record is not None
+        last = record.last
+        known = last.prediction_id if last and last.status in ("submitted", "completed") else None
+        inputs = None if known else await prepare(rt, job.spec)
+        # The lane (one of the account's in-flight slots) is held only from the POST until the
+        # prediction is seen terminal: task start-up, input preparation and the final ledger
+        # write happen outside it, so the next row's prediction starts without a gap.
+        async with _lane(rt):
+            prediction_id = known or await submit(rt, job.spec, record, inputs)
+            attempt = record.last
+            assert attempt is not None
+            try:
+                status = await wait_for(rt, job.spec, prediction_id, time.monotonic())
+            except NotFound as exc:
+                attempt.status = record.status = "ambiguous"
+                attempt.error_name, attempt.error_message = "NotFound", exc.message
+                await save_quietly(rt, record)
+                raise AmbiguousSubmission(
+                    f"prediction {prediction_id} is no longer known to the API; its outcome "
+                    "cannot be recovered and it is not resubmitted automatically"
+                ) from None
+        attempt.status = "completed" if status.is_completed else "failed"
+        attempt.completed_at = utc_now()
+        attempt.credits_used, attempt.credits_source = charged_credits(job.spec, status)
+        if not status.is_completed:
+            error = status.error
+            name = error.name if error else status.status
+            message = error.message if error else f"prediction ended as {status.status}"
+            attempt.error_name, attempt.error_message = name, message
+            record.status = "failed"
             await save_quietly(rt, record)
-            raise AmbiguousSubmission(
-                f"prediction {prediction_id} is no longer known to the API; its outcome "
-                "cannot be recovered and it is not resubmitted automatically"
-            ) from None
-    attempt.status = "completed" if status.is_completed else "failed"
-    attempt.completed_at = utc_now()
-    attempt.credits_used, attempt.credits_source = charged_credits(job.spec, status)
-    if not status.is_completed:
-        error = status.error
-        name = error.name if error else status.status
-        message = error.message if error else f"prediction ended as {status.status}"
-        attempt.error_name, attempt.error_message = name, message
-        record.status = "failed"
-        await save_quietly(rt, record)
-        raise PredictionFailed(name, message, prediction_id=prediction_id)
-    await rt.save(record)
-    return status
-
-
-@task(name="fashn-collect", cache_policy=NO_CACHE, persist_result=False)
-async def collect(runtime_id: str, index: int, status: PredictionStatus) -> list[str]:
-    """Download a completed prediction's outputs into storage."""
-    rt = lookup(runtime_id)
-    job = rt.jobs[index]
-    uris = await collect_outputs(rt, job.spec, status)
-    record = job.record
-    assert record is not None and record.last is not None
-    record.outputs = uris
-    shortfall = missing_outputs(job.spec, status, len(uris))
-    if shortfall is not None:
-        # Charged, but short: what did arrive is kept; the row fails and is never resent
-        # automatically (a second prediction would be charged again).
-        attempt = record.last
-        attempt.status = record.status = "failed"
-        attempt.error_name, attempt.error_message = "OutputMissing", shortfall
+            raise PredictionFailed(name, message, prediction_id=prediction_id)
         await rt.save(record)
-        raise PredictionFailed("OutputMissing", shortfall, prediction_id=status.id, retryable=False)
-    record.status = "completed"
-    await rt.save(record)
-    return uris
+        return status
+
+    @task(name="fashn-collect", cache_policy=NO_CACHE, persist_result=False)
+    async def collect(index: int, status: PredictionStatus) -> list[str]:
+        """Download a completed prediction's outputs into storage."""
+        job = rt.jobs[index]
+        uris = await collect_outputs(rt, job.spec, status)
+        record = job.record
+        assert record is not None and record.last is not None
+        record.outputs = uris
+        shortfall = missing_outputs(job.spec, status, len(uris))
+        if shortfall is not None:
+            # Charged, but short: what did arrive is kept; the row fails and is never resent
+            # automatically (a second prediction would be charged again).
+            attempt = record.last
+            attempt.status = record.status = "failed"
+            attempt.error_name, attempt.error_message = "OutputMissing", shortfall
+            await rt.save(record)
+            raise PredictionFailed(
+                "OutputMissing", shortfall, prediction_id=status.id, retryable=False
+            )
+        record.status = "completed"
+        await rt.save(record)
+        return uris
+
+    return RowTasks(predict, collect)
+
+
+def task_run_name(spec: RowSpec) -> str:
+    """``tryon SKU-1042``: the model (without its version) and the row key."""
+    return f"{re.sub(r'-v[0-9.]+$', '', spec.model_name)} {spec.row_key}"
 
 
 def _row_from_record(job: Job, status: str, **extra: Any) -> dict[str, Any]:
@@ -191,7 +205,10 @@ def _error_of(exc: BaseException) -> tuple[str, str]:
 
 
 async def run_row(
-    rt: Runtime, index: int, ahead: AbstractAsyncContextManager[Any] | None = None
+    rt: Runtime,
+    tasks: RowTasks,
+    index: int,
+    ahead: AbstractAsyncContextManager[Any] | None = None,
 ) -> dict[str, Any]:
     """The composed unit for one manifest row; always returns its result row.
 
@@ -233,14 +250,15 @@ async def run_row(
         job.record = RowRecord(job.spec.row_key, job.spec.inputs_hash, job.spec.model_name)
     try:
         async with ahead or nullcontext():
-            predictor = predict.with_options(
+            predictor = tasks.predict.with_options(
+                task_run_name=task_run_name(job.spec),
                 retries=rt.config.retries,
                 retry_delay_seconds=[rt.config.retry_delay * 2**i for i in range(rt.config.retries)]
                 or 0,
                 retry_condition_fn=_is_transient,
             )
             state: State[PredictionStatus] = await cast(
-                Awaitable[State[PredictionStatus]], predictor(rt.id, index, return_state=True)
+                Awaitable[State[PredictionStatus]], predictor(index, return_state=True)
             )
     finally:
         if rt.lanes is not None:
@@ -250,13 +268,14 @@ async def run_row(
         name, message = _error_of(exc) if isinstance(exc, BaseException) else ("Failed", str(exc))
         return _row_from_record(job, "failed", error_name=name, error_message=message)
     status = await state.aresult()
-    collector = collect.with_options(
+    collector = tasks.collect.with_options(
+        task_run_name=f"collect {job.spec.row_key}",
         retries=3,
         retry_delay_seconds=[d * rt.config.time_scale for d in (1.0, 2.0, 4.0)],
         retry_condition_fn=_is_transient,
     )
     collected: State[list[str]] = await cast(
-        Awaitable[State[list[str]]], collector(rt.id, index, status, return_state=True)
+        Awaitable[State[list[str]]], collector(index, status, return_state=True)
     )
     if not collected.is_completed():
         error = await collected.aresult(raise_on_failure=False)
@@ -312,10 +331,45 @@ async def run_manifest(
     off, which makes such rows invalid.
     """
     s = FashnSettings.build(settings, **options)
+    started = datetime.now(UTC)
+    decoded = read_manifest(manifest, storage_options=s.storage_options)
+    return await run_rows(decoded, output, model_name, credentials, budget, dry_run, s, started)
+
+
+@flow(name="fashn-run-predictions")
+async def run_predictions(
+    rows: Any,
+    output: str,
+    model_name: str | None = None,
+    credentials: FashnCredentials | str | None = None,
+    budget: int | None = None,
+    dry_run: bool = False,
+    settings: FashnSettings | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Run rows held in memory (a pandas DataFrame, a pyarrow Table or a list of dicts)
+    exactly as :func:`run_manifest` runs a manifest file: the same validation, plan,
+    lanes, ledger, results table and gallery under ``output``."""
+    s = FashnSettings.build(settings, **options)
+    started = datetime.now(UTC)
+    return await run_rows(
+        rows_manifest(rows), output, model_name, credentials, budget, dry_run, s, started
+    )
+
+
+async def run_rows(
+    decoded: Manifest,
+    output: str,
+    model_name: str | None,
+    credentials: FashnCredentials | str | None,
+    budget: int | None,
+    dry_run: bool,
+    s: FashnSettings,
+    started: datetime,
+) -> dict[str, Any]:
+    """The stages after reading: validate, plan, execute, write. Runs inside a flow."""
     log = get_run_logger()
     options = s.storage_options
-    started = datetime.now(UTC)
-    decoded = read_manifest(manifest, storage_options=options)
     report = validate_manifest(
         decoded,
         model_name=model_name,
@@ -382,21 +436,20 @@ async def run_manifest(
             options,
             s.storage_timeout,
         )
-        rt = Runtime(config, client, Limiter(limits, shared), flow_run.id, _progress_listener)
+        account = account_scheduler(creds.account_id, limits)
+        limiter = Limiter(limits, shared, account)
+        rt = Runtime(config, client, limiter, flow_run.id, current_observer())
         rt.jobs = plan.jobs
-        register(rt)
-        try:
-            lanes = Lanes(
-                min(in_flight, max(needs_lane, 1)),
-                shared,
-                rows=needs_lane,
-                on_change=lambda held: rt.limiter.share(held, in_flight),
-                cooldown=rt.limiter.quiet_in,
-            )
-            rt.lanes = lanes
-            rows = await _run_jobs(rt, plan, lanes)
-        finally:
-            unregister(rt.id)
+        lanes = Lanes(
+            min(in_flight, max(needs_lane, 1)),
+            shared,
+            rows=needs_lane,
+            on_change=lambda held: rt.limiter.share(held, in_flight),
+            cooldown=rt.limiter.quiet_in,
+            account=account,
+        )
+        rt.lanes = lanes
+        rows = await _run_jobs(rt, plan, lanes)
         balance_after = await client.credits() if s.check_balance else None
     rows += _invalid_rows(report, decoded)
     rows.sort(key=lambda r: r["row"])
@@ -457,11 +510,13 @@ async def _run_jobs(rt: Runtime, plan: Plan, lanes: Lanes) -> list[dict[str, Any
                 await aupdate_progress_artifact(progress_id, value)
                 sent = value
 
+    tasks = row_tasks(rt)
+
     async def one(index: int) -> dict[str, Any]:
-        row = await run_row(rt, index, ahead)
+        row = await run_row(rt, tasks, index, ahead)
         rt.stats.done += 1
-        if rt.on_progress:
-            rt.on_progress(rt.stats.done, total)
+        if rt.observer is not None:
+            rt.observer.progress(rt.stats.done, total)
         if rt.stats.done % step == 0:
             await report_progress()
         return row

@@ -1,19 +1,19 @@
-"""Per-run shared state: one client, one set of limiters and one ledger for all rows.
+"""The run object: one client, one set of limiters and one ledger shared by a run's rows.
 
-Prefect task parameters must stay small and serialisable, so tasks receive a run id and
-look the live objects up here.
+The row tasks close over it (see :func:`fashn_prefect.run.pipeline.row_tasks`); nothing
+is registered anywhere.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fashn_prefect.api.client import FashnClient
+from fashn_prefect.run.observe import RunObserver
 from fashn_prefect.scheduler.limits import Lanes, Limiter
 from fashn_prefect.store.fs import DEFAULT_STORAGE_TIMEOUT, atomic_write, bounded, filesystem, join
 from fashn_prefect.store.ledger import Ledger, RowRecord, utc_now
@@ -55,13 +55,13 @@ class Runtime:
         client: FashnClient,
         limiter: Limiter,
         flow_run_id: str | None = None,
-        on_progress: Callable[[int, int], None] | None = None,
+        observer: RunObserver | None = None,
     ) -> None:
         self.config = config
         self.client = client
         self.limiter = limiter
         self.flow_run_id = flow_run_id
-        self.on_progress = on_progress
+        self.observer = observer
         self.ledger = Ledger(config.output, config.storage_options)
         self.fs, root = filesystem(config.output, **config.storage_options)
         self.images_root = join(root, IMAGES_DIR)
@@ -70,7 +70,6 @@ class Runtime:
         # The account's in-flight lanes; a prediction holds one from its POST until it is
         # seen terminal (None: no in-flight limit, e.g. in unit tests).
         self.lanes: Lanes | None = None
-        self.id = uuid.uuid4().hex
         self._saves = itertools.count()
         self._row_locks: dict[str, threading.Lock] = {}
         self._written: dict[str, int] = {}
@@ -103,22 +102,3 @@ class Runtime:
     def uri(self, path: str) -> str:
         """A full URL (with protocol) for a path on the output filesystem."""
         return str(self.fs.unstrip_protocol(path))
-
-
-_RUNTIMES: dict[str, Runtime] = {}
-
-
-def register(runtime: Runtime) -> str:
-    """Make ``runtime`` reachable from tasks by its id."""
-    _RUNTIMES[runtime.id] = runtime
-    return runtime.id
-
-
-def lookup(runtime_id: str) -> Runtime:
-    """The runtime registered under ``runtime_id``."""
-    return _RUNTIMES[runtime_id]
-
-
-def unregister(runtime_id: str) -> None:
-    """Forget a finished run's runtime."""
-    _RUNTIMES.pop(runtime_id, None)

@@ -15,12 +15,6 @@ from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.store.ledger import Attempt, RowRecord, utc_now
 
 logger = logging.getLogger(__name__)
-_posts_started = 0
-
-
-def posts_started() -> int:
-    """How many ``POST /v1/run`` requests this process has started (each may be charged)."""
-    return _posts_started
 
 
 class InputPreparationError(Exception):
@@ -69,8 +63,8 @@ async def submit(
                 record.attempts.remove(attempt)
                 record.status = previous_status
                 raise
-            global _posts_started
-            _posts_started += 1
+            if rt.observer is not None:
+                rt.observer.post_started()
             prediction_id = await rt.client.run(spec.model_name, inputs)
     except AmbiguousSubmission as exc:
         attempt.status = record.status = "ambiguous"

@@ -18,6 +18,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fashn_prefect.scheduler.account import AccountScheduler
 
 log = logging.getLogger("fashn_prefect.scheduler.limits")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s?\s*$")
@@ -176,23 +180,25 @@ class Limiter:
         self,
         limits: ApiLimits,
         shared: SharedLimits,
+        account: AccountScheduler | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limits = limits
         self.shared = shared
+        self.account = account
         self.run_window = SlidingWindow(limits.run, clock)
         self.status_window = SlidingWindow(limits.status, clock)
 
     @asynccontextmanager
     async def run_call(self) -> AsyncIterator[None]:
-        """Hold a place for one ``POST /v1/run``."""
-        async with self.run_window.slot():
+        """Hold a place for one ``POST /v1/run`` (this run's share, then the account's)."""
+        async with self.run_window.slot(), _maybe(self.account, "run"):
             yield
 
     @asynccontextmanager
     async def status_call(self) -> AsyncIterator[None]:
         """Hold a place for one ``GET /v1/status`` (within this run's share of the budget)."""
-        async with self.status_window.slot():
+        async with self.status_window.slot(), _maybe(self.account, "status"):
             yield
 
     def share(self, lanes: int, of: int) -> None:
@@ -222,6 +228,12 @@ class Limiter:
         return max(self.run_window.quiet_in(), self.status_window.quiet_in())
 
 
+def _maybe(account: AccountScheduler | None, kind: str) -> AbstractAsyncContextManager[object]:
+    if account is None:
+        return nullcontext()
+    return account.run_call() if kind == "run" else account.status_call()
+
+
 Lane = Callable[[], AbstractAsyncContextManager[None]]
 
 
@@ -246,8 +258,10 @@ class Lanes:
         rows: int | None = None,
         on_change: Callable[[int], None] | None = None,
         cooldown: Callable[[], float] | None = None,
+        account: AccountScheduler | None = None,
     ) -> None:
         self.count = max(1, count)
+        self.account = account
         self.shared = shared
         self._free: asyncio.Queue[int] = asyncio.Queue()
         self._release = [asyncio.Event() for _ in range(self.count)]
@@ -316,7 +330,8 @@ class Lanes:
             raise RuntimeError(f"no in-flight slot could be taken: {self._error}")
         self._busy += 1
         try:
-            yield
+            async with self.account.slot() if self.account else nullcontext():
+                yield
         finally:
             self._busy -= 1
             self._free.put_nowait(index)

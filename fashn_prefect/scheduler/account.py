@@ -1,0 +1,181 @@
+"""One scheduler per account per process: the in-flight slots and both rate windows.
+
+Every prediction this process makes for an account goes through the same
+:class:`AccountScheduler`: a manifest flow's rows and the tasks a user maps over inputs
+in their own flow alike, so together they never exceed the account's limits. It is
+thread-safe and not tied to an event loop, because Prefect may run mapped tasks on
+worker threads, each with its own loop. Coordination *between* processes goes through
+the Prefect server (:class:`~fashn_prefect.scheduler.limits.SharedLimits`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+
+from fashn_prefect.scheduler.limits import ApiLimits, RateLimit
+
+__all__ = ["AccountScheduler", "account_scheduler"]
+
+
+class _Wakeups:
+    """Futures of waiters on any event loop, woken together when the state changes."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def add(self) -> asyncio.Future[None]:
+        """A future set at the next :meth:`wake_all` (call with the scheduler's lock held)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((loop, future))
+        return future
+
+    def wake_all(self) -> None:
+        """Wake every waiter (call with the scheduler's lock held)."""
+        for loop, future in self._waiting:
+            with suppress(RuntimeError):  # that loop has closed; nobody waits there
+                loop.call_soon_threadsafe(_settle, future)
+        self._waiting.clear()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _Window:
+    """At most ``limit.requests`` calls in any ``limit.seconds``, counted from a call's
+    start until ``limit.seconds`` after it finishes (so the server can never count one
+    too many)."""
+
+    def __init__(self, limit: RateLimit) -> None:
+        self.limit = limit
+        self.finished: deque[float] = deque()
+        self.active = 0
+
+    def wait_needed(self, now: float) -> float | None:
+        """0 when a call may start now, else seconds to wait (None: until a call ends)."""
+        while self.finished and now - self.finished[0] >= self.limit.seconds:
+            self.finished.popleft()
+        if len(self.finished) + self.active < self.limit.requests:
+            return 0.0
+        if self.finished:
+            return max(self.limit.seconds - (now - self.finished[0]), 0.001)
+        return None
+
+
+class AccountScheduler:
+    """The account's limits in this process: in-flight slots, run and status windows."""
+
+    def __init__(self, limits: ApiLimits) -> None:
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._changed = _Wakeups()
+        self._in_flight = 0
+        self._run = _Window(limits.run)
+        self._status = _Window(limits.status)
+        self._leases: dict[str, float] = {}
+        self.peak_in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Predictions holding a slot right now."""
+        return self._in_flight
+
+    async def acquire_slot(self) -> None:
+        """Take one in-flight slot, waiting until one is free."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                for prediction_id, deadline in list(self._leases.items()):
+                    if deadline <= now:  # its holder never looked again: the lease ran out
+                        del self._leases[prediction_id]
+                        self._in_flight -= 1
+                if self._in_flight < self.limits.max_in_flight:
+                    self._in_flight += 1
+                    self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+                    return
+                future = self._changed.add()
+                wait = min(self._leases.values(), default=now + 3600.0) - now
+            with suppress(TimeoutError):
+                await asyncio.wait_for(future, timeout=max(wait, 0.001))
+
+    def release_slot(self) -> None:
+        """Give back a slot taken with :meth:`acquire_slot`."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._changed.wake_all()
+
+    def lease(self, prediction_id: str, seconds: float) -> None:
+        """Keep the slot just taken for ``prediction_id`` after the caller lets go of it.
+
+        It is given back by :meth:`release_prediction` once the prediction is seen
+        terminal, or after ``seconds`` if nobody looks (a submission never waited for).
+        """
+        with self._lock:
+            self._leases[prediction_id] = time.monotonic() + seconds
+
+    def release_prediction(self, prediction_id: str) -> None:
+        """``prediction_id`` is terminal: give back its leased slot, if it holds one."""
+        with self._lock:
+            if self._leases.pop(prediction_id, None) is not None:
+                self._in_flight = max(0, self._in_flight - 1)
+                self._changed.wake_all()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one in-flight slot for the block."""
+        await self.acquire_slot()
+        try:
+            yield
+        finally:
+            self.release_slot()
+
+    @asynccontextmanager
+    async def _call(self, window: _Window) -> AsyncIterator[None]:
+        while True:
+            with self._lock:
+                wait = window.wait_needed(time.monotonic())
+                if wait == 0.0:
+                    window.active += 1
+                    break
+                future = self._changed.add()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(future, timeout=wait)
+        try:
+            yield
+        finally:
+            with self._lock:
+                window.active -= 1
+                window.finished.append(time.monotonic())
+                self._changed.wake_all()
+
+    def run_call(self) -> AbstractAsyncContextManager[None]:
+        """Hold a place for one ``POST /v1/run`` in the account's run window."""
+        return self._call(self._run)
+
+    def status_call(self) -> AbstractAsyncContextManager[None]:
+        """Hold a place for one ``GET /v1/status`` in the account's status window."""
+        return self._call(self._status)
+
+
+_SCHEDULERS: dict[tuple[str, ApiLimits], AccountScheduler] = {}
+_SCHEDULERS_LOCK = threading.Lock()
+
+
+def account_scheduler(account: str, limits: ApiLimits) -> AccountScheduler:
+    """This process's scheduler for ``account`` under ``limits`` (created on first use).
+
+    ``limits`` are part of the key, so a time-scaled emulator run and a real run in one
+    process do not share windows of different lengths.
+    """
+    with _SCHEDULERS_LOCK:
+        scheduler = _SCHEDULERS.get((account, limits))
+        if scheduler is None:
+            scheduler = _SCHEDULERS[(account, limits)] = AccountScheduler(limits)
+        return scheduler
