@@ -634,7 +634,8 @@ _DATA_URI = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,")
 _IMAGE_EXPECTED = "an http(s) URL or a data:image/<format>;base64,<data> URI"
 
 
-def _image_problem(f: InputField, value: str) -> str | None:
+def image_value_problem(f: InputField, value: str) -> str | None:
+    """Why ``value`` is not a well-formed image input for field ``f`` (None when it is)."""
     if value.startswith(("http://", "https://")):
         parts = urlsplit(value)
         if parts.netloc and not any(c.isspace() for c in value):
@@ -671,7 +672,7 @@ def _field_problems(f: InputField, value: Any) -> list[str]:
     if isinstance(value, str) and f.required and not value.strip():
         return ["is required and must not be empty"]
     if f.type == "image":
-        msg = _image_problem(f, value)
+        msg = image_value_problem(f, value)
         if msg:
             out.append(msg)
     if f.enum is not None and value not in f.enum:
@@ -877,7 +878,7 @@ def generic_problems(inputs: Mapping[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     for name, value in inputs.items():
         if is_image_input_name(name) and isinstance(value, str):
-            message = _image_problem(InputField(name, "image"), value)
+            message = image_value_problem(InputField(name, "image"), value)
             if message:
                 problems.append(Problem(name, message))
         if name in ("num_images", "num_samples") and not (_is_int(value) and value >= 1):

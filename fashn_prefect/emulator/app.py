@@ -260,10 +260,17 @@ def _parse_run_body(raw: bytes) -> tuple[str, dict[str, Any]] | str:
 
 
 def _is_bad_image(model_name: str, inputs: Mapping[str, Any], problem: Any) -> bool:
-    """True for a problem with an image input that was given (not one that is missing)."""
+    """True for a malformed image input that was given (not a missing one, and not a
+    cross-field rule such as end_image only at 1080p, which the API refuses with a 400)."""
     spec = catalogue.MODELS.get(model_name)
     found = spec.field(problem.field) if spec is not None and problem.field else None
-    return found is not None and found.type == "image" and inputs.get(problem.field) is not None
+    value = inputs.get(problem.field) if problem.field else None
+    return (
+        found is not None
+        and found.type == "image"
+        and isinstance(value, str)
+        and catalogue.image_value_problem(found, value) is not None
+    )
 
 
 def _image_load_problem(
