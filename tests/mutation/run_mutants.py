@@ -7,7 +7,7 @@ notice (with a timeout), restores the file whatever happens, and prints a table 
 mutants killed or survived and the kill rate. It first checks that those tests pass on
 the unmutated code, so a kill means the mutant was noticed.
 
-Run it with ``make mutation`` (about five minutes on two cores), or one mutant with
+Run it with ``make mutation`` (about 15 minutes on two busy cores), or one mutant with
 ``python tests/mutation/run_mutants.py limits-window-one-too-many``. It is not a
 test module: pytest does not collect it.
 
@@ -272,8 +272,9 @@ SURVIVORS = {
     "submit-ambiguous-recorded-as-failure": (
         "Not exercised by `make test` yet: no flow test there makes a POST ambiguous (a "
         "dropped connection or a slow answer) and re-runs. The reliability suite kills it "
-        "(tests/reliability/test_api_faults.py, about 3 minutes), and the flow test of "
-        "the ambiguous path planned in issue 13 will; point this mutant at it then."
+        "(tests/reliability/test_api_faults.py reports unflagged charges and wrong "
+        "errors), and the flow test of the ambiguous path planned in issue 13 will; "
+        "point this mutant at that test then."
     ),
     "limits-window-expires-at-the-boundary": (
         "Equivalent in effect: a call that would start exactly one window after the oldest "
