@@ -4,7 +4,8 @@ The whole set is read and validated first (every problem in every row, as for a 
 then planned against the output root, so rows that already completed are never sent
 again and a backfill interrupted at any moment is resumed by running it again. The rows
 still to do are cut into chunks (N rows, or one chunk per value of a partition column),
-and each chunk runs as one :func:`fashn_prefect.run.pipeline.run_manifest` subflow.
+and each chunk's rows, as already read, run as one
+:func:`fashn_prefect.run.pipeline.run_predictions` subflow.
 
 A credit budget covers the whole backfill, across resumes: credits already charged for
 its rows count against it, and rows are taken in manifest order only while the estimate
@@ -14,13 +15,8 @@ summary, the log and the CLI say so.
 
 from __future__ import annotations
 
-import hashlib
-import io
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.run.manifest import Manifest, read_manifest
@@ -28,7 +24,6 @@ from fashn_prefect.run.observe import ProgressCallback, RunObserver, current_obs
 from fashn_prefect.run.plan import Job, make_plan
 from fashn_prefect.run.validate import validate_manifest
 from fashn_prefect.settings import FashnSettings
-from fashn_prefect.store.fs import atomic_write, filesystem, join
 from fashn_prefect.store.ledger import Ledger, RowRecord
 from fashn_prefect.store.results import read_results
 
@@ -211,25 +206,6 @@ def plan_backfill(
     return backfill, manifest
 
 
-def write_chunk(
-    manifest: Manifest,
-    chunk: Chunk,
-    output_url: str,
-    storage_options: dict[str, Any] | None = None,
-) -> str:
-    """Write a chunk's rows (unchanged) as a Parquet manifest under ``{output}/.fashn/``."""
-    fs, root = filesystem(output_url, **(storage_options or {}))
-    digest = hashlib.sha256(manifest.url.encode()).hexdigest()[:10]
-    path = join(root, ".fashn", "backfill", digest, f"chunk-{chunk.index:05d}.parquet")
-    rows = [manifest.rows[r - 1] for r in chunk.rows]
-    columns = list(manifest.columns)
-    table = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    atomic_write(fs, path, buffer.getvalue())
-    return str(fs.unstrip_protocol(path))
-
-
 async def run_backfill(
     manifest: str,
     output: str,
@@ -248,7 +224,7 @@ async def run_backfill(
     """Run a backfill; return the plan, each chunk's run summary and the totals.
 
     ``settings`` (and any of its fields given by name) go to every chunk's
-    :func:`~fashn_prefect.run.pipeline.run_manifest`. ``on_progress(done, total)`` follows
+    :func:`~fashn_prefect.run.pipeline.run_predictions`. ``on_progress(done, total)`` follows
     rows across all chunks.
     """
     from fashn_prefect.run import pipeline
@@ -295,7 +271,6 @@ async def run_backfill(
             )
             warn("Backfill stopped: %s", stopped)
             break
-        uri = write_chunk(source, chunk, output, options)
         offset = done_before
 
         def forward(done: int, total: int, offset: int = offset) -> None:
@@ -304,11 +279,12 @@ async def run_backfill(
 
         chunk_observer = RunObserver(forward if on_progress else None, current_observer())
         with observing(chunk_observer):
-            flow = pipeline.run_manifest.with_options(
+            # The chunk's rows go to the subflow as they are, already read: no file round trip.
+            flow = pipeline.run_predictions.with_options(
                 flow_run_name=f"backfill-chunk-{chunk.index:04d}-of-{len(plan.chunks):04d}"
             )
             summary = await flow(
-                manifest=uri,
+                rows=[source.rows[r - 1] for r in chunk.rows],
                 output=output,
                 model_name=model_name,
                 credentials=credentials,
