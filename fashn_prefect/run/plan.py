@@ -92,7 +92,12 @@ def make_plan(
         else:
             action = _action_for(record, resubmit_ambiguous, retry_failed)
             plan.jobs.append(Job(spec, action, record))
-    charged_rows = [j for j in plan.jobs if j.record is not None and _has_charge(j.record)]
+    # Only rows reported again from their record (no new attempt) can repeat a charge.
+    charged_rows = [
+        j
+        for j in plan.jobs
+        if j.action in ("failed", "ambiguous") and j.record is not None and _has_charge(j.record)
+    ]
     if charged_rows:
         reported = reported_charges(output_url, storage_options)
         for job in charged_rows:
