@@ -44,12 +44,12 @@ class Mutant:
     tests: tuple[str, ...]
 
 
-LIMITS = "fashn_prefect/limits.py"
-PLAN = "fashn_prefect/plan.py"
-LEDGER = "fashn_prefect/ledger.py"
-SUBMIT = "fashn_prefect/submit.py"
-PIPELINE = "fashn_prefect/pipeline.py"
-CLIENT = "fashn_prefect/client.py"
+LIMITS = "fashn_prefect/scheduler/limits.py"
+PLAN = "fashn_prefect/run/plan.py"
+LEDGER = "fashn_prefect/store/ledger.py"
+SUBMIT = "fashn_prefect/run/submit.py"
+PIPELINE = "fashn_prefect/run/pipeline.py"
+CLIENT = "fashn_prefect/api/client.py"
 T_LIMITS = ("tests/test_limits.py",)
 T_PLAN = ("tests/test_plan.py",)
 T_CLIENT = ("tests/test_client_mock.py",)
@@ -192,11 +192,11 @@ MUTANTS = (
         SUBMIT,
         'attempt.status = record.status = "ambiguous"',
         'attempt.status = record.status = "failed"',
-        T_EDGES,
+        (*T_EDGES, "tests/test_pipeline_ambiguous.py"),
     ),
     Mutant(
         "poll-skips-the-status-limiter",
-        "fashn_prefect/poll.py",
+        "fashn_prefect/run/poll.py",
         "async with rt.limiter.status_call():",
         "async with asyncio.timeout(None):",
         T_STATUS_RATE,
@@ -204,8 +204,8 @@ MUTANTS = (
     Mutant(
         "predict-notfound-is-a-plain-failure",
         PIPELINE,
-        'attempt.status = record.status = "ambiguous"\n            attempt.error_name, attempt.error_message = "NotFound"',
-        'attempt.status = record.status = "failed"\n            attempt.error_name, attempt.error_message = "NotFound"',
+        'attempt.status = record.status = "ambiguous"\n                attempt.error_name, attempt.error_message = "NotFound"',
+        'attempt.status = record.status = "failed"\n                attempt.error_name, attempt.error_message = "NotFound"',
         T_EDGES,
     ),
     Mutant(
@@ -269,13 +269,6 @@ MUTANTS = (
 
 # Mutants that survive, and why no test should kill them.
 SURVIVORS = {
-    "submit-ambiguous-recorded-as-failure": (
-        "Not exercised by `make test` yet: no flow test there makes a POST ambiguous (a "
-        "dropped connection or a slow answer) and re-runs. The reliability suite kills it "
-        "(tests/reliability/test_api_faults.py reports unflagged charges and wrong "
-        "errors), and the flow test of the ambiguous path planned in issue 13 will; "
-        "point this mutant at that test then."
-    ),
     "limits-window-expires-at-the-boundary": (
         "Equivalent in effect: a call that would start exactly one window after the oldest "
         "finished call starts 1 ms later (the limiter's minimum wait) instead; it can only "
