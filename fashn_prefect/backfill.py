@@ -23,8 +23,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fashn_prefect.events import account_of
 from fashn_prefect.ledger import Ledger
 from fashn_prefect.manifest import Manifest, read_manifest
+from fashn_prefect.outcome import judge_backfill, summary_of
 from fashn_prefect.plan import Job, make_plan
 from fashn_prefect.results import read_results
 from fashn_prefect.storage import atomic_write, filesystem, join
@@ -301,7 +303,7 @@ async def run_backfill(
             flow = pipeline.run_manifest.with_options(
                 flow_run_name=f"backfill-chunk-{chunk.index:04d}-of-{len(plan.chunks):04d}"
             )
-            summary = await flow(
+            chunk_run = flow(
                 manifest=uri,
                 output=output,
                 model_name=model_name,
@@ -310,6 +312,7 @@ async def run_backfill(
                 storage_options=options,
                 **run_options,
             )
+            summary = await summary_of(chunk_run)  # a chunk with failed rows ends Failed
         finally:
             pipeline.set_progress_listener(None)
         done_before += len(chunk.rows)
@@ -337,4 +340,4 @@ async def run_backfill(
             totals[key] = totals.get(key, 0) + int((item["totals"] or {}).get(key, 0))
     result["totals"] = totals
     result["stopped_by_budget"] = stopped or plan.budget_message
-    return result
+    return judge_backfill(result, account_of(run_options.get("credentials")))

@@ -257,13 +257,14 @@ def run(
 ) -> None:
     """Run a manifest."""
     from fashn_prefect import pipeline
+    from fashn_prefect.outcome import run_to_summary
     from fashn_prefect.progress import row_progress
 
     with (
         _friendly_errors("run", json_output),
         row_progress(err, enabled=not (quiet or json_output or dry_run)),
     ):
-        summary = asyncio.run(
+        summary = run_to_summary(
             pipeline.run_manifest(
                 manifest=manifest,
                 output=output,

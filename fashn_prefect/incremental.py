@@ -24,6 +24,7 @@ from typing import Any
 
 from fashn_prefect.errors import PERMANENT_ERRORS
 from fashn_prefect.manifest import read_manifest
+from fashn_prefect.outcome import summary_of
 from fashn_prefect.results import read_results
 from fashn_prefect.validate import RowSpec, ValidationReport, validate_manifest
 
@@ -175,7 +176,7 @@ async def run_catalog(
             logger.info("Catalog unchanged since the last run: nothing submitted.")
         result["run"] = None
         return result
-    result["run"] = await run_manifest(
+    run = run_manifest(
         manifest=manifest,
         output=output,
         model_name=model_name,
@@ -185,4 +186,5 @@ async def run_catalog(
         retry_failed=retry_failed,
         **run_options,
     )
+    result["run"] = await summary_of(run)  # also when the run ended Failed
     return result

@@ -37,9 +37,11 @@ from fashn_prefect.errors import (
     OutputUnavailable,
     PredictionFailed,
 )
+from fashn_prefect.events import account_of, prediction_failed
 from fashn_prefect.ledger import RowRecord, utc_now
 from fashn_prefect.limits import ApiLimits, Lanes, Limiter, RateLimit, SharedLimits
 from fashn_prefect.manifest import Manifest, read_manifest
+from fashn_prefect.outcome import FailureThreshold, budget_refused, judge_run, state_for
 from fashn_prefect.plan import Job, Plan, make_plan
 from fashn_prefect.poll import wait_for
 from fashn_prefect.report import RunReport, publish_summary, write_run_report
@@ -293,6 +295,7 @@ async def run_manifest(
     storage_options: dict[str, Any] | None = None,
     client_timeout: float | None = None,
     storage_timeout: float = DEFAULT_STORAGE_TIMEOUT,
+    allowed_failures: str = "0",
 ) -> dict[str, Any]:
     """Run every row of a manifest through the FASHN API and store images and results.
 
@@ -306,9 +309,15 @@ async def run_manifest(
     (seconds, default 120) bounds every storage write and ledger read the run waits for
     (scaled up for large results tables and galleries); a store that does not answer in
     time fails that step with ``StorageTimeout`` instead of hanging the run.
+
+    The flow run ends Failed (after writing everything) when more rows failed than
+    ``allowed_failures`` allows: a row count (``"5"``) or a percentage (``"2%"``); the
+    default ``"0"`` fails it on any failed or invalid row. Its state message carries the
+    counts; ``fashn.run.finished`` and ``fashn.prediction.failed`` events report them.
     """
     log = get_run_logger()
     options = storage_options or {}
+    threshold = FailureThreshold.parse(allowed_failures)
     started = datetime.now(UTC)
     decoded = read_manifest(manifest, storage_options=options)
     report = validate_manifest(decoded, model_name=model_name, storage_options=options)
@@ -329,10 +338,14 @@ async def run_manifest(
     summary = _plan_summary(report, plan)
     log.info("Plan: %s", summary)
     if budget is not None and plan.estimated_credits > budget:
-        raise BudgetExceeded(
+        message = (
             f"estimated {plan.estimated_credits} credits exceeds the budget of {budget}; "
             "nothing was submitted"
         )
+        budget_refused(
+            message, budget, plan.estimated_credits, _to_run(plan), account_of(credentials)
+        )
+        raise BudgetExceeded(message)
     if dry_run:
         return {**summary, **await _dry_run_balance(credentials, plan.estimated_credits)}
 
@@ -345,10 +358,14 @@ async def run_manifest(
     async with creds.get_client(**_client_options(client_timeout, time_scale)) as client:
         balance_before = await client.credits() if check_balance else None
         if balance_before is not None and plan.estimated_credits > balance_before.total:
-            raise BudgetExceeded(
+            message = (
                 f"estimated {plan.estimated_credits} credits exceeds the account balance of "
                 f"{balance_before.total}; nothing was submitted"
             )
+            budget_refused(
+                message, balance_before.total, plan.estimated_credits, needs_lane, creds.account_id
+            )
+            raise BudgetExceeded(message)
         config = RunConfig(
             output, time_scale, retries, retry_delay * time_scale, options, storage_timeout
         )
@@ -364,13 +381,15 @@ async def run_manifest(
                 cooldown=rt.limiter.quiet_in,
             )
             rt.lanes = lanes
-            rows = await _run_jobs(rt, plan, lanes)
+            name = run_name(started, flow_run.id)
+            rows = await _run_jobs(
+                rt, plan, lanes, lambda row: prediction_failed(row, name, creds.account_id)
+            )
         finally:
             unregister(rt.id)
         balance_after = await client.credits() if check_balance else None
     rows += _invalid_rows(report, decoded)
     rows.sort(key=lambda r: r["row"])
-    name = run_name(started, flow_run.id)
     table = results_table(rows, flow_run.id, started)
     written = await bounded(
         _bulk_timeout(storage_timeout, len(rows)),
@@ -403,10 +422,18 @@ async def run_manifest(
         storage_timeout, "writing the run report", write_run_report, run_report, output, options
     )
     await publish_summary(run_report)
-    return run_report.as_dict()
+    summary = judge_run(run_report.as_dict(), threshold, creds.account_id)
+    # Prefect makes a returned state the flow run's final state; a caller awaiting the flow
+    # gets the summary back (from a Failed run through fashn_prefect.outcome.summary_of).
+    return cast(dict[str, Any], state_for(summary))
 
 
-async def _run_jobs(rt: Runtime, plan: Plan, lanes: Lanes) -> list[dict[str, Any]]:
+async def _run_jobs(
+    rt: Runtime,
+    plan: Plan,
+    lanes: Lanes,
+    on_failed: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     total = len(plan.jobs)
     rt.stats.total = total
     progress_id = await acreate_progress_artifact(
@@ -429,6 +456,8 @@ async def _run_jobs(rt: Runtime, plan: Plan, lanes: Lanes) -> list[dict[str, Any
 
     async def one(index: int) -> dict[str, Any]:
         row = await run_row(rt, index, ahead)
+        if on_failed is not None and row["status"] == "failed":
+            on_failed(row)
         rt.stats.done += 1
         if rt.on_progress:
             rt.on_progress(rt.stats.done, total)
@@ -508,6 +537,10 @@ def _use_shared_limits(requested: bool | None) -> bool:
     from prefect.settings import PREFECT_API_URL
 
     return bool(PREFECT_API_URL.value())
+
+
+def _to_run(plan: Plan) -> int:
+    return len(plan.by_action("submit", "resume"))
 
 
 def _plan_summary(report: ValidationReport, plan: Plan) -> dict[str, Any]:

@@ -6,11 +6,12 @@ Deploy with ``prefect deploy --all`` from ``deployments/prefect.yaml`` (run on d
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger
 
 from fashn_prefect.backfill import run_backfill
+from fashn_prefect.outcome import state_for
 
 
 @flow(name="fashn-backfill")
@@ -39,9 +40,10 @@ async def backfill(
     predictions are resumed, never resubmitted. ``budget`` covers the whole backfill
     (credits already charged for its rows count); rows whose estimate would exceed it are
     not submitted, and the summary says how many. ``dry_run`` validates and estimates the
-    whole set without submitting anything.
+    whole set without submitting anything. The flow run ends Failed when rows failed or
+    the budget stopped it (the message says what was spent and what remains).
     """
-    return await run_backfill(
+    result = await run_backfill(
         manifest,
         output,
         model_name=model_name,
@@ -60,3 +62,4 @@ async def backfill(
         time_scale=time_scale,
         shared_limits=shared_limits,
     )
+    return cast(dict[str, Any], state_for(result))

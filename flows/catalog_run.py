@@ -7,11 +7,12 @@ serve it from a shell without a work pool:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger
 
 from fashn_prefect.incremental import run_catalog
+from fashn_prefect.outcome import state_for
 
 
 @flow(name="fashn-catalog-run", log_prints=False)
@@ -30,6 +31,7 @@ async def catalog_run(
     time_scale: float = 1.0,
     shared_limits: bool | None = None,
     storage_options: dict[str, Any] | None = None,
+    allowed_failures: str = "0",
 ) -> dict[str, Any]:
     """Run the rows of a catalog manifest that are new or changed since earlier runs.
 
@@ -39,9 +41,10 @@ async def catalog_run(
     unchanged catalog costs zero submissions. ``credentials`` names a ``FashnCredentials``
     block (default: the ``FASHN_API_KEY``/``FASHN_BASE_URL`` environment variables).
     Rows that failed with a permanent error for the same inputs are not submitted again
-    unless ``retry_failed`` is set.
+    unless ``retry_failed`` is set. The flow run ends Failed when more rows failed than
+    ``allowed_failures`` allows (a count such as ``"5"`` or a percentage such as ``"2%"``).
     """
-    return await run_catalog(
+    result = await run_catalog(
         manifest,
         output,
         model_name=model_name,
@@ -57,7 +60,9 @@ async def catalog_run(
         write_csv=write_csv,
         time_scale=time_scale,
         shared_limits=shared_limits,
+        allowed_failures=allowed_failures,
     )
+    return cast(dict[str, Any], state_for(result["run"], result))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from fashn_prefect.audit import run_audit
+from fashn_prefect.outcome import judge_audit, state_for
 
 
 @flow(name="fashn-credit-audit")
@@ -16,6 +17,7 @@ async def credit_audit(
     since: str | None = None,
     budget: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    fail_on_anomalies: bool = True,
 ) -> dict[str, Any]:
     """Audit the credits charged by every run under ``output``.
 
@@ -23,7 +25,9 @@ async def credit_audit(
     metadata column; flags charged rows without stored outputs, rows charged twice, failed
     rows with a charge and spend above ``budget``; reconciles each run's ``/v1/credits``
     balance movement. Writes Parquet and a PNG chart under ``{output}/audit/`` and
-    publishes the report as a Markdown artifact.
+    publishes the report as a Markdown artifact. The flow run ends Failed when it finds
+    anomalies or balance movement no charged row explains, unless ``fail_on_anomalies`` is
+    off; a ``fashn.audit.anomaly`` event reports them either way.
     """
     log = get_run_logger()
     report = run_audit(output, since=since, budget=budget, storage_options=storage_options)
@@ -52,4 +56,4 @@ async def credit_audit(
         key="fashn-credit-audit-by-model",
         description="Credits by model",
     )
-    return report.as_dict()
+    return cast(dict[str, Any], state_for(judge_audit(report, fail_on_anomalies)))
