@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fashn_prefect.credentials_cli import credentials_command
 from fashn_prefect.emulator.cli import emulator_command
 
 app = typer.Typer(
@@ -49,7 +50,35 @@ app.command(
     ),
 )(emulator_command)
 
+app.command(
+    "credentials",
+    help=(
+        "Save the FashnCredentials block that deployments load by name (default 'fashn').\n\n"
+        "Example: FASHN_API_KEY=fa-... fashn-prefect credentials fashn"
+    ),
+)(credentials_command)
+
 err = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from fashn_prefect import __version__
+
+        print(f"fashn-prefect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Options that come before the command."""
 
 
 def _where(exc: Exception) -> str:
@@ -61,11 +90,15 @@ def _where(exc: Exception) -> str:
     return f" at {url.scheme}://{url.netloc.decode()}"
 
 
-def _fail(message: str, hint: str, code: int = 2) -> None:
-    _fail_with(message, hint, code)
+def _fail(message: str, hint: str, code: int = 2, as_json: bool = False) -> None:
+    _fail_with(message, hint, code, as_json, error="UsageError")
 
 
-def _fail_with(message: str, hint: str, code: int) -> None:
+def _fail_with(message: str, hint: str, code: int, as_json: bool = False, **extra: Any) -> None:
+    if as_json:  # scripts read stdout: one JSON object, whatever went wrong
+        kind = type(sys.exc_info()[1]).__name__ if sys.exc_info()[1] else "Error"
+        error = {"error": kind, "message": message, "hint": hint, "exit_code": code, **extra}
+        print(json.dumps(error, default=str))
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     err.print(f"[dim]hint: {hint}[/]", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -116,15 +149,15 @@ def _friendly_errors(command: str, json_output: bool = False) -> Iterator[None]:
 
     started = posts_started()
 
-    def fail(message: str, hint: str) -> None:
+    def fail(message: str, hint: str, **extra: Any) -> None:
         # Exit 2 promises that nothing was submitted; once a POST has started, be honest.
         if posts_started() > started:
             hint += (
                 "; some predictions may already have been submitted: run the same command "
                 "again to resume them (recorded rows are never submitted twice)"
             )
-            _fail_with(message, hint, 1)
-        _fail_with(message, hint, 2)
+            _fail_with(message, hint, 1, json_output, **extra)
+        _fail_with(message, hint, 2, json_output, **extra)
 
     try:
         with _console_tracebacks_hidden():
@@ -132,14 +165,12 @@ def _friendly_errors(command: str, json_output: bool = False) -> Iterator[None]:
     except typer.Exit:
         raise
     except pipeline.ManifestInvalid as exc:
-        if json_output:
-            problems = [str(p) for p in exc.report.problems]
-            print(json.dumps({"error": "ManifestInvalid", "problems": problems}))
-        else:
+        if not json_output:
             err.print(exc.report.format())
         fail(
             "the manifest has invalid rows; nothing was submitted",
             "fix the rows above, or pass --skip-invalid to run only the valid ones",
+            problems=[str(p) for p in exc.report.problems],
         )
     except pipeline.BudgetExceeded as exc:
         fail(str(exc), "raise --budget, top up credits, or run fewer rows")
@@ -518,7 +549,11 @@ def audit(
         try:
             date.fromisoformat(since)
         except ValueError:
-            _fail(f"--since {since!r} is not a date", "write it as YYYY-MM-DD, e.g. 2026-11-01")
+            _fail(
+                f"--since {since!r} is not a date",
+                "write it as YYYY-MM-DD, e.g. 2026-11-01",
+                as_json=json_output,
+            )
     from fashn_prefect.audit import read_all_results
 
     with _friendly_errors("audit", json_output):
@@ -526,6 +561,7 @@ def audit(
             _fail(
                 f"no results tables under {output_root}/results",
                 "pass the --output root of earlier runs (the folder holding results/ and runs/)",
+                as_json=json_output,
             )
         report = run_audit(output_root, since=since, budget=budget, write=write)
     if json_output:
