@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fashn_prefect.console import prefect_defaults, terminal_logs
 from fashn_prefect.credentials_cli import credentials_command
 from fashn_prefect.emulator.cli import emulator_command
 
@@ -79,6 +80,7 @@ def _options(
     ] = False,
 ) -> None:
     """Options that come before the command."""
+    prefect_defaults()  # before Prefect is imported: its settings are read then
 
 
 def _where(exc: Exception) -> str:
@@ -293,6 +295,7 @@ def run(
 
     with (
         _friendly_errors("run", json_output),
+        terminal_logs(quiet or json_output),
         row_progress(err, enabled=not (quiet or json_output or dry_run)),
     ):
         summary = run_to_summary(
@@ -364,7 +367,10 @@ def catalog(
             ).as_dict()
             _print_changes({"changes": changes, "run": None, "dry_run": True}, json_output)
             return
-        with row_progress(err, enabled=not (quiet or json_output)):
+        with (
+            terminal_logs(quiet or json_output),
+            row_progress(err, enabled=not (quiet or json_output)),
+        ):
             result = asyncio.run(
                 run_catalog(
                     manifest,
@@ -450,6 +456,7 @@ def backfill(
 
     with (
         _friendly_errors("backfill", json_output),
+        terminal_logs(quiet or json_output),
         row_progress(err, enabled=not (quiet or json_output or dry_run)) as update,
     ):
         result = asyncio.run(
