@@ -32,6 +32,8 @@ PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
+    # The library's own warnings (a 429, an unparseable header...) reach the flow run's logs.
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "fashn_prefect",
 }
 """Environment defaults for Prefect; set before Prefect is first imported."""
 

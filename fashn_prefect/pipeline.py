@@ -109,8 +109,16 @@ async def predict(runtime_id: str, index: int) -> PredictionStatus:
     # The lane (one of the account's in-flight slots) is held only from the POST until the
     # prediction is seen terminal: task start-up, input preparation and the final ledger
     # write happen outside it, so the next row's prediction starts without a gap.
+    log = get_run_logger()
     async with _lane(rt):
         prediction_id = known or await submit(rt, job.spec, record, inputs)
+        log.info(
+            "Row %s: %s prediction %s (%s)",
+            job.spec.row_key,
+            "resumed" if known else "submitted",
+            prediction_id,
+            job.spec.model_name,
+        )
         attempt = record.last
         assert attempt is not None
         try:
@@ -133,8 +141,17 @@ async def predict(runtime_id: str, index: int) -> PredictionStatus:
         attempt.error_name, attempt.error_message = name, message
         record.status = "failed"
         await save_quietly(rt, record)
+        log.info(
+            "Row %s: prediction %s failed: %s: %s", job.spec.row_key, prediction_id, name, message
+        )
         raise PredictionFailed(name, message, prediction_id=prediction_id)
     await rt.save(record)
+    log.info(
+        "Row %s: prediction %s completed (%s credits)",
+        job.spec.row_key,
+        prediction_id,
+        attempt.credits_used,
+    )
     return status
 
 

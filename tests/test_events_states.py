@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from _flowkit import TIME_SCALE, all_results, catalog_rows, write_csv
 from _servers import PREFECT, PrefectServer, free_port
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.events import Event
 from prefect.events.clients import PrefectEventsClient
 from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
@@ -120,6 +122,24 @@ async def _fired(automation: str, timeout: float = 60) -> bool:
     return any(e.resource.id == f"prefect.automation.{found.id}" for e in events)
 
 
+async def _task_logs(
+    flow_run_id: UUID | None, ending: str, at_least: int, timeout: float = 60
+) -> list[str]:
+    """INFO messages of the flow run's task runs, once ``at_least`` end with ``ending``."""
+    deadline = time.monotonic() + timeout
+    messages: list[str] = []
+    while time.monotonic() < deadline:
+        async with get_client() as client:
+            logs = await client.read_logs(
+                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))  # type: ignore[list-item]
+            )
+        messages = [log.message for log in logs if log.task_run_id and log.level == logging.INFO]
+        if sum(m.endswith(ending) for m in messages) >= at_least:
+            return messages
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"task logs after {timeout}s: {messages}")
+
+
 def _roles(event: Event) -> dict[str, str]:
     return {r.role: r.id for r in event.related}
 
@@ -188,6 +208,10 @@ async def test_a_clean_run_completes_with_counts_and_a_tolerated_failure_too(
     assert finished.payload["failed"] is False and finished.payload["completed"] == 4
     assert finished.payload["credits_per_completed_row"] == 1.0
     assert await _events("fashn.prediction.failed", state.state_details.flow_run_id, 0) == []
+    # Each row task logs its submission, prediction id and outcome at INFO in the UI.
+    lines = await _task_logs(state.state_details.flow_run_id, "completed (1 credits)", 4)
+    submitted = [m for m in lines if ": submitted prediction " in m]
+    assert len(submitted) == 4 and all(m.endswith("(tryon-v1.6)") for m in submitted)
 
     # One failed row of three, with up to 50 % allowed: Completed, and the message says so.
     params = _catalog(tmp_path, emulator, 2, 1, "tolerated")
