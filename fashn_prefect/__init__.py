@@ -8,7 +8,10 @@ __version__ = "0.1.0"
 
 # Loaded on first use so that ``import fashn_prefect`` (and the emulator's pytest plugin)
 # stays cheap; listed in ``__dir__`` so ``prefect block register -m fashn_prefect`` finds it.
-_LAZY = {"FashnCredentials": "fashn_prefect.credentials"}
+_LAZY = {
+    "FashnCredentials": "fashn_prefect.credentials",
+    "StorageOptions": "fashn_prefect.storage_blocks",
+}
 
 
 def __getattr__(name: str) -> Any:

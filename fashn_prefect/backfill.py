@@ -30,6 +30,7 @@ from fashn_prefect.outcome import judge_backfill, summary_of
 from fashn_prefect.plan import Job, make_plan
 from fashn_prefect.results import read_results
 from fashn_prefect.storage import atomic_write, filesystem, join
+from fashn_prefect.storage_blocks import resolve_storage_options
 from fashn_prefect.validate import validate_manifest
 
 ProgressCallback = Callable[[int, int], None]
@@ -241,6 +242,7 @@ async def run_backfill(
     storage_options: dict[str, Any] | None = None,
     logger: Any = None,
     on_progress: ProgressCallback | None = None,
+    storage_block: str | None = None,
     **run_options: Any,
 ) -> dict[str, Any]:
     """Run a backfill; return the plan, each chunk's run summary and the totals.
@@ -251,7 +253,7 @@ async def run_backfill(
     """
     from fashn_prefect import pipeline
 
-    options = storage_options or {}
+    options = resolve_storage_options(storage_block, storage_options)
     plan, source = plan_backfill(
         manifest,
         output,
@@ -309,7 +311,8 @@ async def run_backfill(
                 model_name=model_name,
                 skip_invalid=skip_invalid,
                 resubmit_ambiguous=resubmit_ambiguous,
-                storage_options=options,
+                storage_options=storage_options,  # the block's secrets stay out of parameters
+                storage_block=storage_block,
                 **run_options,
             )
             summary = await summary_of(chunk_run)  # a chunk with failed rows ends Failed

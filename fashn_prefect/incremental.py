@@ -26,6 +26,7 @@ from fashn_prefect.errors import PERMANENT_ERRORS
 from fashn_prefect.manifest import read_manifest
 from fashn_prefect.outcome import summary_of
 from fashn_prefect.results import read_results
+from fashn_prefect.storage_blocks import resolve_storage_options
 from fashn_prefect.validate import RowSpec, ValidationReport, validate_manifest
 
 
@@ -145,6 +146,7 @@ async def run_catalog(
     skip_invalid: bool = False,
     retry_failed: bool = False,
     logger: Any = None,
+    storage_block: str | None = None,
     **run_options: Any,
 ) -> dict[str, Any]:
     """Run the new and changed rows of a catalog; return the changes and the run summary.
@@ -157,7 +159,8 @@ async def run_catalog(
     """
     from fashn_prefect.pipeline import ManifestInvalid, run_manifest
 
-    changes, report = _changes(manifest, output, model_name, storage_options or {}, retry_failed)
+    options = resolve_storage_options(storage_block, storage_options)
+    changes, report = _changes(manifest, output, model_name, options, retry_failed)
     if not report.ok and not skip_invalid:
         if logger is not None:
             logger.error("Catalog has invalid rows; nothing was submitted.\n%s", report.format(50))
@@ -181,6 +184,7 @@ async def run_catalog(
         output=output,
         model_name=model_name,
         storage_options=storage_options,
+        storage_block=storage_block,
         dry_run=dry_run,
         skip_invalid=skip_invalid,
         retry_failed=retry_failed,

@@ -47,6 +47,7 @@ from fashn_prefect.poll import wait_for
 from fashn_prefect.report import RunReport, publish_summary, write_run_report
 from fashn_prefect.runtime import RunConfig, Runtime, lookup, register, unregister
 from fashn_prefect.storage import DEFAULT_STORAGE_TIMEOUT, bounded, is_storage_transport_error
+from fashn_prefect.storage_blocks import resolve_storage_options
 from fashn_prefect.submit import prepare, save_quietly, submit
 from fashn_prefect.validate import ValidationReport, validate_manifest
 from fashn_prefect.write import result_row, results_table, run_name, summarise, write_results
@@ -313,6 +314,7 @@ async def run_manifest(
     client_timeout: float | None = None,
     storage_timeout: float = DEFAULT_STORAGE_TIMEOUT,
     allowed_failures: str = "0",
+    storage_block: str | None = None,
 ) -> dict[str, Any]:
     """Run every row of a manifest through the FASHN API and store images and results.
 
@@ -331,9 +333,11 @@ async def run_manifest(
     ``allowed_failures`` allows: a row count (``"5"``) or a percentage (``"2%"``); the
     default ``"0"`` fails it on any failed or invalid row. Its state message carries the
     counts; ``fashn.run.finished`` and ``fashn.prediction.failed`` events report them.
+    ``storage_block`` names a :class:`~fashn_prefect.storage_blocks.StorageOptions` block
+    whose secret options ``storage_options`` is merged over.
     """
     log = get_run_logger()
-    options = storage_options or {}
+    options = resolve_storage_options(storage_block, storage_options)
     threshold = FailureThreshold.parse(allowed_failures)
     started = datetime.now(UTC)
     decoded = read_manifest(manifest, storage_options=options)

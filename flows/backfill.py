@@ -32,6 +32,7 @@ async def backfill(
     time_scale: float = 1.0,
     shared_limits: bool | None = None,
     storage_options: dict[str, Any] | None = None,
+    storage_block: str | None = None,
 ) -> dict[str, Any]:
     """Regenerate imagery for a large set: chunks of ``chunk_size`` rows (or one chunk per
     value of ``partition_by``), each a ``fashn-run-manifest`` subflow.
@@ -54,6 +55,7 @@ async def backfill(
         skip_invalid=skip_invalid,
         resubmit_ambiguous=resubmit_ambiguous,
         storage_options=storage_options,
+        storage_block=storage_block,
         logger=get_run_logger(),
         credentials=credentials,
         max_in_flight=max_in_flight,

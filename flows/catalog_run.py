@@ -31,6 +31,7 @@ async def catalog_run(
     time_scale: float = 1.0,
     shared_limits: bool | None = None,
     storage_options: dict[str, Any] | None = None,
+    storage_block: str | None = None,
     allowed_failures: str = "0",
 ) -> dict[str, Any]:
     """Run the rows of a catalog manifest that are new or changed since earlier runs.
@@ -49,6 +50,7 @@ async def catalog_run(
         output,
         model_name=model_name,
         storage_options=storage_options,
+        storage_block=storage_block,
         logger=get_run_logger(),
         credentials=credentials,
         max_in_flight=max_in_flight,

@@ -9,6 +9,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from fashn_prefect.audit import run_audit
 from fashn_prefect.outcome import judge_audit, state_for
+from fashn_prefect.storage_blocks import resolve_storage_options
 
 
 @flow(name="fashn-credit-audit")
@@ -17,6 +18,7 @@ async def credit_audit(
     since: str | None = None,
     budget: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    storage_block: str | None = None,
     fail_on_anomalies: bool = True,
 ) -> dict[str, Any]:
     """Audit the credits charged by every run under ``output``.
@@ -30,7 +32,8 @@ async def credit_audit(
     off; a ``fashn.audit.anomaly`` event reports them either way.
     """
     log = get_run_logger()
-    report = run_audit(output, since=since, budget=budget, storage_options=storage_options)
+    options = resolve_storage_options(storage_block, storage_options)
+    report = run_audit(output, since=since, budget=budget, storage_options=options)
     log.info(
         "Audit: %s credits charged over %s rows (%s estimated); %s anomalies",
         report.charged,
