@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from prefect import flow, get_run_logger
 
+from fashn_prefect.approval import pilot_gate
 from fashn_prefect.backfill import run_backfill
 from fashn_prefect.outcome import state_for
 
@@ -33,6 +34,8 @@ async def backfill(
     shared_limits: bool | None = None,
     storage_options: dict[str, Any] | None = None,
     storage_block: str | None = None,
+    pilot_rows: int | None = None,
+    approval_timeout: int = 3600,
 ) -> dict[str, Any]:
     """Regenerate imagery for a large set: chunks of ``chunk_size`` rows (or one chunk per
     value of ``partition_by``), each a ``fashn-run-manifest`` subflow.
@@ -43,7 +46,33 @@ async def backfill(
     not submitted, and the summary says how many. ``dry_run`` validates and estimates the
     whole set without submitting anything. The flow run ends Failed when rows failed or
     the budget stopped it (the message says what was spent and what remains).
+
+    With ``pilot_rows`` it first runs that many rows, then pauses for approval in the
+    Prefect UI (pilot gallery, failure rate, cost of the rest; see
+    :mod:`fashn_prefect.approval`): rejected, it ends Cancelled; unanswered within
+    ``approval_timeout`` seconds, Failed. Run it again to resume either way.
     """
+    if pilot_rows and not dry_run:
+        stopped = await pilot_gate(
+            manifest,
+            output,
+            pilot_rows=pilot_rows,
+            timeout=approval_timeout,
+            model_name=model_name,
+            budget=budget,
+            skip_invalid=skip_invalid,
+            resubmit_ambiguous=resubmit_ambiguous,
+            storage_options=storage_options,
+            storage_block=storage_block,
+            credentials=credentials,
+            max_in_flight=max_in_flight,
+            run_limit=run_limit,
+            status_limit=status_limit,
+            time_scale=time_scale,
+            shared_limits=shared_limits,
+        )
+        if stopped is not None:
+            return cast(dict[str, Any], stopped)
     result = await run_backfill(
         manifest,
         output,
