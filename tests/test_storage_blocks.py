@@ -82,11 +82,12 @@ async def test_a_backfill_and_an_audit_reach_s3_only_through_the_block(
     assert report["rows"] == 4 and report["anomalies"] == []
 
     # No flow run (the backfill, its chunk subflows, the audit) has the secret in its
-    # parameters; the chunks got the block's name.
+    # parameters; the chunks got the block's name (in their settings).
     async with get_client() as client:
         every_run = await client.read_flow_runs()
     runs = [r for r in every_run if s3_bucket in json.dumps(r.parameters, default=str)]
     assert len(runs) == 4  # the backfill, its two chunks and the audit
     assert all(SECRET not in json.dumps(r.parameters, default=str) for r in runs)
     chunks = [r for r in runs if r.name.startswith("backfill-chunk-")]
-    assert len(chunks) == 2 and {r.parameters.get("storage_block") for r in chunks} == {"s3-out"}
+    names = {(r.parameters.get("settings") or {}).get("storage_block") for r in chunks}
+    assert len(chunks) == 2 and names == {"s3-out"}
