@@ -1,10 +1,11 @@
 """Storage credentials from a Prefect block, so no secret sits in a deployment parameter.
 
 :class:`StorageOptions` holds fsspec ``storage_options`` (S3 keys, a GCS token, an Azure
-account key, an endpoint...) as a secret dict. Flows take the block's *name*
-(``storage_block``), load it on the worker, and merge the plain ``storage_options``
-parameter (non-secret settings) over it; only the name is ever stored as a flow-run
-parameter, also for the chunk subflows of a backfill.
+account key, an endpoint...) as a secret dict. Flows take the block's *name* (the
+``storage_block`` field of :class:`~fashn_prefect.settings.FashnSettings`), load it on the
+worker where storage is used, and merge the plain ``storage_options`` (non-secret
+settings) over it; only the name is ever stored as a flow-run parameter, also for the
+chunk subflows of a backfill.
 """
 
 from __future__ import annotations
