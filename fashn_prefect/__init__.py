@@ -29,6 +29,7 @@ _LAZY = {
     "FashnCredentials": "fashn_prefect.credentials",
     "FashnSettings": "fashn_prefect.settings",
     "PredictionStatus": "fashn_prefect.api.client",
+    "StorageOptions": "fashn_prefect.store.blocks",
     "run_manifest": "fashn_prefect.run.pipeline",
 }
 
@@ -37,6 +38,7 @@ __all__ = [
     "FashnCredentials",
     "FashnSettings",
     "PredictionStatus",
+    "StorageOptions",
     "__version__",
     "run_manifest",
 ]

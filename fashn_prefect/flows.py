@@ -15,15 +15,17 @@ fields may also be given by name, as in earlier releases.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from fashn_prefect.credentials import FashnCredentials
+from fashn_prefect.jobs.approval import pilot_gate
 from fashn_prefect.jobs.audit import run_audit
 from fashn_prefect.jobs.backfill import run_backfill
 from fashn_prefect.jobs.catalog import run_catalog
+from fashn_prefect.run.outcome import judge_audit, state_for
 from fashn_prefect.run.pipeline import run_manifest, run_predictions
 from fashn_prefect.settings import FashnSettings
 
@@ -48,9 +50,11 @@ async def catalog_run(
     unchanged catalog costs zero submissions. ``credentials`` is a ``FashnCredentials``
     block or its name (default: the ``FASHN_API_KEY``/``FASHN_BASE_URL`` environment
     variables). Rows that failed with a permanent error for the same inputs are not
-    submitted again unless ``settings.retry_failed`` is set.
+    submitted again unless ``settings.retry_failed`` is set. The flow run ends Failed when
+    more rows failed than ``settings.allowed_failures`` allows (a count such as ``"5"`` or
+    a percentage such as ``"2%"``).
     """
-    return await run_catalog(
+    result = await run_catalog(
         manifest,
         output,
         model_name=model_name,
@@ -59,6 +63,7 @@ async def catalog_run(
         settings=FashnSettings.build(settings, **options),
         logger=get_run_logger(),
     )
+    return cast(dict[str, Any], state_for(result["run"], result))
 
 
 @flow(name="fashn-backfill")
@@ -71,6 +76,8 @@ async def backfill(
     partition_by: str | None = None,
     budget: int | None = None,
     dry_run: bool = False,
+    pilot_rows: int | None = None,
+    approval_timeout: int = 3600,
     settings: FashnSettings | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -81,9 +88,29 @@ async def backfill(
     predictions are resumed, never resubmitted. ``budget`` covers the whole backfill
     (credits already charged for its rows count); rows whose estimate would exceed it are
     not submitted, and the summary says how many. ``dry_run`` validates and estimates the
-    whole set without submitting anything.
+    whole set without submitting anything. The flow run ends Failed when rows failed or
+    the budget stopped it (the message says what was spent and what remains).
+
+    With ``pilot_rows`` it first runs that many rows, then pauses for approval in the
+    Prefect UI (pilot gallery, failure rate, cost of the rest; see
+    :mod:`fashn_prefect.jobs.approval`): rejected, it ends Cancelled; unanswered within
+    ``approval_timeout`` seconds, Failed. Run it again to resume either way.
     """
-    return await run_backfill(
+    s = FashnSettings.build(settings, **options)
+    if pilot_rows and not dry_run:
+        stopped = await pilot_gate(
+            manifest,
+            output,
+            pilot_rows=pilot_rows,
+            timeout=approval_timeout,
+            model_name=model_name,
+            budget=budget,
+            credentials=credentials,
+            settings=s,
+        )
+        if stopped is not None:
+            return cast(dict[str, Any], stopped)
+    result = await run_backfill(
         manifest,
         output,
         model_name=model_name,
@@ -92,9 +119,10 @@ async def backfill(
         budget=budget,
         dry_run=dry_run,
         credentials=credentials,
-        settings=FashnSettings.build(settings, **options),
+        settings=s,
         logger=get_run_logger(),
     )
+    return cast(dict[str, Any], state_for(result))
 
 
 @flow(name="fashn-credit-audit")
@@ -102,6 +130,7 @@ async def credit_audit(
     output: str,
     since: str | None = None,
     budget: int | None = None,
+    fail_on_anomalies: bool = True,
     settings: FashnSettings | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -111,11 +140,15 @@ async def credit_audit(
     metadata column; flags charged rows without stored outputs, rows charged twice, failed
     rows with a charge and spend above ``budget``; reconciles each run's ``/v1/credits``
     balance movement. Writes Parquet and a PNG chart under ``{output}/audit/`` and
-    publishes the report as a Markdown artifact. Only ``settings.storage_options`` applies.
+    publishes the report as a Markdown artifact. Only ``settings.storage_options`` and
+    ``settings.storage_block`` apply. The flow run ends Failed when it finds anomalies or
+    balance movement no charged row explains, unless ``fail_on_anomalies`` is off; a
+    ``fashn.audit.anomaly`` event reports them either way.
     """
     s = FashnSettings.build(settings, **options)
     log = get_run_logger()
-    report = run_audit(output, since=since, budget=budget, storage_options=s.storage_options)
+    storage = s.resolved_storage_options()
+    report = run_audit(output, since=since, budget=budget, storage_options=storage)
     log.info(
         "Audit: %s credits charged over %s rows (%s estimated); %s anomalies",
         report.charged,
@@ -141,4 +174,4 @@ async def credit_audit(
         key="fashn-credit-audit-by-model",
         description="Credits by model",
     )
-    return report.as_dict()
+    return cast(dict[str, Any], state_for(judge_audit(report, fail_on_anomalies)))

@@ -8,16 +8,58 @@ fields by name. Adding an option means adding one field here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fashn_prefect.scheduler.limits import ApiLimits, RateLimit
 
-__all__ = ["FashnSettings"]
+__all__ = ["FailureThreshold", "FashnSettings"]
 
 _DEFAULT_LIMITS = ApiLimits()
+
+
+@dataclass(frozen=True)
+class FailureThreshold:
+    """How many failed rows a run tolerates before it counts as Failed.
+
+    Written as a row count (``"5"``: more than 5 failed rows fail the run) or a percentage
+    of the rows the run processed (``"2%"``). The default, ``"0"``, fails on any failed row.
+    Invalid rows (run with ``skip_invalid``) count as failed.
+    """
+
+    rows: int | None = 0
+    percent: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | int | None) -> FailureThreshold:
+        """Parse ``"5"``, ``5`` or ``"2%"``; None means the default (no failure tolerated)."""
+        if text is None:
+            return cls()
+        value = str(text).strip()
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", value)
+        if match:
+            percent = float(match.group(1))
+            if percent > 100:
+                raise ValueError(f"allowed_failures {value!r} is more than 100%")
+            return cls(rows=None, percent=percent)
+        if value.isdigit():
+            return cls(rows=int(value))
+        raise ValueError(
+            f"allowed_failures {value!r} is not a row count (e.g. 5) or a percentage (e.g. 2%)"
+        )
+
+    def exceeded(self, failed: int, processed: int) -> bool:
+        """Whether ``failed`` of ``processed`` rows is more than this threshold allows."""
+        if self.percent is not None:
+            return failed > 0 and 100.0 * failed / max(processed, 1) > self.percent
+        return failed > (self.rows or 0)
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else str(self.rows or 0)
 
 
 class FashnSettings(BaseModel):
@@ -55,6 +97,16 @@ class FashnSettings(BaseModel):
     storage_options: dict[str, Any] = Field(
         default_factory=dict, description="fsspec options for the output and manifest URLs."
     )
+    storage_block: str | None = Field(
+        None,
+        description="Name of a StorageOptions block whose secret fsspec options "
+        "storage_options is merged over (keeps storage keys out of parameters).",
+    )
+    allowed_failures: str = Field(
+        "0",
+        description="Failed rows a run tolerates before it ends Failed: a count (5) or a "
+        "percentage (2%).",
+    )
     # Behaviour flags.
     skip_invalid: bool = Field(False, description="Run valid rows; report invalid ones.")
     resubmit_ambiguous: bool = Field(
@@ -78,6 +130,24 @@ class FashnSettings(BaseModel):
     def _rate(cls, value: str) -> str:
         RateLimit.parse(value)
         return value
+
+    @field_validator("allowed_failures", mode="before")
+    @classmethod
+    def _threshold(cls, value: Any) -> str:
+        FailureThreshold.parse(value)
+        return str(value).strip()
+
+    @property
+    def failure_threshold(self) -> FailureThreshold:
+        """``allowed_failures``, parsed."""
+        return FailureThreshold.parse(self.allowed_failures)
+
+    def resolved_storage_options(self) -> dict[str, Any]:
+        """The fsspec options to use: the ``storage_block``'s (loaded now, on the worker)
+        with ``storage_options`` merged over them. Never put the result in a parameter."""
+        from fashn_prefect.store.blocks import resolve_storage_options
+
+        return resolve_storage_options(self.storage_block, self.storage_options)
 
     @property
     def limits(self) -> ApiLimits:

@@ -45,6 +45,7 @@ from _helpers import (
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
 from fashn_prefect.run.manifest import read_manifest
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.pipeline import run_manifest
 from fashn_prefect.run.validate import validate_manifest
 
@@ -473,12 +474,14 @@ def test_the_product_refuses_what_the_docs_call_invalid(
 async def test_a_flow_run_reports_the_documented_charges(
     emu: EmulatorServer, images: dict[str, str], tmp_path: Path
 ) -> None:
-    summary = await run_manifest(
-        manifest=_manifest(tmp_path / "charges.csv", CHARGES, images),
-        output=str(tmp_path / "out"),
-        credentials=FashnCredentials(api_key=emu.api_key, base_url=emu.url),
-        time_scale=TIME_SCALE,
-        shared_limits=False,
+    summary = await summary_of(
+        run_manifest(
+            manifest=_manifest(tmp_path / "charges.csv", CHARGES, images),
+            output=str(tmp_path / "out"),
+            credentials=FashnCredentials(api_key=emu.api_key, base_url=emu.url),
+            time_scale=TIME_SCALE,
+            shared_limits=False,
+        )
     )
     table = {r["row_key"]: r for r in results(summary["results"])}
     for i, charge in enumerate(CHARGES):

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from fashn_prefect.cli import app
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
+from fashn_prefect.run.outcome import RunFailed, summary_of
 from fashn_prefect.run.pipeline import run_manifest
 from fashn_prefect.store.fs import safe_name
 from fashn_prefect.store.ledger import LEDGER_DIR as LEDGER
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 async def _run(manifest: str, output: Path, emu: EmulatorServer) -> dict[str, Any]:
     creds = FashnCredentials(api_key=emu.api_key, base_url=emu.url)
-    return await run_manifest(
+    run = run_manifest(
         manifest=manifest,
         output=str(output),
         credentials=creds,
@@ -35,6 +36,7 @@ async def _run(manifest: str, output: Path, emu: EmulatorServer) -> dict[str, An
         shared_limits=False,
         retries=0,
     )
+    return dict(await summary_of(run))
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,15 @@ async def audited(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 async def test_audit_flow_totals_anomalies_and_chart(audited: dict[str, Any]) -> None:
     output, stats = audited["output"], audited["stats"]
     credit_audit = load_flow_from_entrypoint(f"{REPO}/flows/credit_audit.py:credit_audit")
-    report = await credit_audit(output=str(output), budget=10)
+    state = await credit_audit(output=str(output), budget=10, return_state=True)
+    # Anomalies fail the flow run; its message names them, and the report is its result.
+    assert state.is_failed(), state
+    assert "duplicate_charge: 1" in (state.message or "")
+    with pytest.raises(RunFailed) as failed:
+        await state.aresult()
+    report = failed.value.summary
+    tolerant = await credit_audit(output=str(output), budget=10, fail_on_anomalies=False)
+    assert tolerant["outcome"]["failed"] is False and len(tolerant["anomalies"]) == 4
 
     # Totals equal what the API charged, and the balance movement is fully explained.
     assert report["charged"] == stats["credits_charged"] > 0

@@ -25,6 +25,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlo
 from prefect.flows import load_flow_from_entrypoint
 
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.store.ledger import LEDGER_DIR
 
 
@@ -58,7 +59,11 @@ async def test_budget_stops_submissions_and_chunks_are_subflows(
         assert emu.stats()["predictions"] == []
 
         state = await backfill_flow(**params, return_state=True)
-        result = await state.aresult()
+        # A budget stop fails the flow run; the message says what was spent and what remains.
+        assert state.is_failed() and "17 spent (0 before this run), 0 remaining" in str(
+            state.message
+        )
+        result = (await state.aresult(raise_on_failure=False)).summary
         stats = emu.stats()
         assert stats["credits_charged"] == 17 == len(stats["predictions"])
         assert result["totals"]["completed"] == 17
@@ -78,7 +83,7 @@ async def test_budget_stops_submissions_and_chunks_are_subflows(
         ]
 
         # Run again with the same budget: what was spent counts, so nothing more is sent.
-        again = await backfill_flow(**params)
+        again = await summary_of(backfill_flow(**params))  # Failed: still stopped by it
         assert len(emu.stats()["predictions"]) == 17
         assert again["plan"]["spent_before"] == 17 and again["chunks"] == []
 

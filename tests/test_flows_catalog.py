@@ -12,6 +12,7 @@ from prefect.flows import load_flow_from_entrypoint
 
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
 from fashn_prefect.jobs.catalog import catalog_changes
+from fashn_prefect.run.outcome import summary_of
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -40,7 +41,7 @@ async def test_changed_rows_are_the_only_submissions(
             "shared_limits": False,
         }
 
-        first = await catalog_flow(**params)
+        first = await summary_of(catalog_flow(**params))
         assert first["changes"]["new"] == 40
         assert len(emu.stats()["predictions"]) == 40
 
@@ -49,7 +50,7 @@ async def test_changed_rows_are_the_only_submissions(
             rows[i]["seed"] = str(9000 + i)
         write_manifest(tmp_path / "catalog.csv", rows)
         before = len(emu.stats()["predictions"])
-        second = await catalog_flow(**params)
+        second = await summary_of(catalog_flow(**params))
         stats = emu.stats()
 
         assert len(stats["predictions"]) - before == 3
@@ -66,7 +67,7 @@ async def test_changed_rows_are_the_only_submissions(
 
         # An unchanged catalog costs nothing: no submission and no new results table.
         tables = len(list((output / "results").glob("*.parquet")))
-        third = await catalog_flow(**params)
+        third = await summary_of(catalog_flow(**params))
         assert third["run"] is None and third["changes"]["to_run"] == 0
         assert len(emu.stats()["predictions"]) == 43
         assert len(list((output / "results").glob("*.parquet"))) == tables

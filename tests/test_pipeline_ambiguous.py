@@ -32,6 +32,7 @@ from _helpers import (
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
 from fashn_prefect.emulator.state import inputs_hash
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.pipeline import run_manifest
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(240)]
@@ -124,7 +125,7 @@ async def test_lost_answers_are_flagged_never_resent_until_asked(
 
     # Run 1: both faults really happened; each row has exactly one prediction.
     empty = emu.stats()
-    first = await run_manifest(**options)
+    first = await summary_of(run_manifest(**options))
     stats = emu.stats()
     assert stats["faults_injected"]["drop_connection"] == 1
     assert stats["faults_injected"]["slow_response"] == 1
@@ -148,7 +149,7 @@ async def test_lost_answers_are_flagged_never_resent_until_asked(
 
     # Run 2 (plain re-run): nothing is submitted; the two rows are reported ambiguous again.
     before = emu.stats()
-    second = await run_manifest(**options)
+    second = await summary_of(run_manifest(**options))
     assert predictions_per_input(emu.stats()) == per_input
     rows = table(second)
     for key in (DROPPED, SLOW):
@@ -162,7 +163,7 @@ async def test_lost_answers_are_flagged_never_resent_until_asked(
 
     # Run 3 (resubmit_ambiguous): exactly one more prediction for each ambiguous row.
     before = emu.stats()
-    third = await run_manifest(**options, resubmit_ambiguous=True)
+    third = await summary_of(run_manifest(**options, resubmit_ambiguous=True))
     resubmitted = predictions_per_input(emu.stats())
     assert resubmitted - per_input == Counter({hashes[DROPPED]: 1, hashes[SLOW]: 1})
     rows = table(third)
@@ -173,7 +174,7 @@ async def test_lost_answers_are_flagged_never_resent_until_asked(
 
     # Run 4 (plain): every row is skipped; the two rows keep their ambiguous flag.
     before = emu.stats()
-    fourth = await run_manifest(**options)
+    fourth = await summary_of(run_manifest(**options))
     assert predictions_per_input(emu.stats()) == resubmitted
     rows = table(fourth)
     assert {r["status"] for r in rows.values()} == {"skipped"}

@@ -19,6 +19,7 @@ from PIL import Image
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
 from fashn_prefect.jobs.audit import audit
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.pipeline import run_manifest
 from fashn_prefect.store.fs import filesystem
 
@@ -68,7 +69,7 @@ async def _run(emu: EmulatorServer, tmp_path: Path, rows: list[dict[str, Any]], 
         "shared_limits": False,
     }
     options.update(kw)
-    summary = await run_manifest(**options)
+    summary = await summary_of(run_manifest(**options))
     return summary, {r["row_key"]: r for r in results(summary["results"])}
 
 

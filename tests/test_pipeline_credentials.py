@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from fashn_prefect.cli import app
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.pipeline import run_manifest
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
@@ -130,7 +131,7 @@ async def test_a_saved_block_drives_a_run_and_the_key_never_leaks(
     manifest = write_manifest(str(tmp_path / "catalog.csv"), rows)
     out = tmp_path / "out"
 
-    summary = await run_manifest(
+    run = run_manifest(
         manifest=manifest,
         output=str(out),
         credentials=block_name,
@@ -139,6 +140,7 @@ async def test_a_saved_block_drives_a_run_and_the_key_never_leaks(
         skip_invalid=True,
         write_csv=True,
     )
+    summary = await summary_of(run)  # Failed: the invalid row counts as a failed one
 
     assert summary["totals"]["completed"] == 3 and summary["totals"]["invalid"] == 1
     assert len(emu.stats()["predictions"]) == 3

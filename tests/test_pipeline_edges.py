@@ -21,6 +21,7 @@ from _helpers import emulator, put_images, results, run_calls, write_manifest
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.pipeline import run_manifest
 from fashn_prefect.store.ledger import Ledger
 
@@ -35,14 +36,16 @@ def _manifest(tmp_path: Path) -> str:
 
 async def _run(emu: EmulatorServer, manifest: str, output: Path, **options: Any) -> dict[str, Any]:
     options.setdefault("time_scale", emu.app.emulator.config.time_scale)
-    summary: dict[str, Any] = await run_manifest(
-        manifest=manifest,
-        output=str(output),
-        credentials=FashnCredentials(api_key=emu.api_key, base_url=emu.url),
-        shared_limits=False,
-        retries=2,
-        retry_delay=0.0,
-        **options,
+    summary: dict[str, Any] = await summary_of(
+        run_manifest(
+            manifest=manifest,
+            output=str(output),
+            credentials=FashnCredentials(api_key=emu.api_key, base_url=emu.url),
+            shared_limits=False,
+            retries=2,
+            retry_delay=0.0,
+            **options,
+        )
     )
     return summary
 

@@ -19,6 +19,7 @@ from _helpers import TIME_SCALE, emulator, put_images, results, write_manifest
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
 from fashn_prefect.emulator.faults import RUNTIME_MESSAGES
+from fashn_prefect.run.outcome import RunFailed, summary_of
 from fashn_prefect.run.pipeline import run_manifest
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
@@ -57,14 +58,18 @@ async def test_permanent_and_retryable_failures_end_with_the_right_status_and_at
             400, json={"error": "BadRequest", "message": "Invalid inputs: prompt is refused"}
         )
         mock.route().pass_through()
-        summary = await run_manifest(
-            manifest=manifest,
-            output=str(tmp_path / "out"),
-            credentials=FashnCredentials(api_key=emu.api_key, base_url=emu.url),
-            time_scale=TIME_SCALE,
-            retries=RETRIES,
-            shared_limits=False,
-        )
+        with pytest.raises(RunFailed) as failed:
+            await run_manifest(
+                manifest=manifest,
+                output=str(tmp_path / "out"),
+                credentials=FashnCredentials(api_key=emu.api_key, base_url=emu.url),
+                time_scale=TIME_SCALE,
+                retries=RETRIES,
+                shared_limits=False,
+            )
+    # The flow run ends Failed, its message carries the counts, and everything is written.
+    summary = failed.value.summary
+    assert f"{summary['totals']['failed']} failed" in str(failed.value)
 
     stats = emu.stats()
     truth = {p["id"]: p for p in stats["predictions"]}
@@ -140,12 +145,12 @@ async def test_a_rerun_reports_permanent_failures_without_resubmitting_them(
             counts[name] = counts.get(name, 0) + 1
         return counts
 
-    await run_manifest(**options)
+    await summary_of(run_manifest(**options))
     assert submissions() == {"ContentModerationError": 1, "PipelineError": 2, "completed": 1}
 
     # Same inputs again: the moderated row would fail again and is only reported; the
     # row that ran out of retries on a transient error gets new attempts.
-    rerun = await run_manifest(**options)
+    rerun = await summary_of(run_manifest(**options))
     table = {r["row_key"]: r for r in results(rerun["results"])}
     assert submissions() == {"ContentModerationError": 1, "PipelineError": 4, "completed": 1}
     assert (table["moderated"]["status"], table["moderated"]["error_name"]) == (
@@ -155,5 +160,5 @@ async def test_a_rerun_reports_permanent_failures_without_resubmitting_them(
     assert table["moderated"]["error_message"] == RUNTIME_MESSAGES["ContentModerationError"]
     assert table["fine"]["status"] == "skipped"
 
-    await run_manifest(**options, retry_failed=True)
+    await summary_of(run_manifest(**options, retry_failed=True))
     assert submissions()["ContentModerationError"] == 2

@@ -19,6 +19,7 @@ from _helpers import emulator, limit_rejections, put_images, results, write_mani
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.pipeline import run_manifest
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
@@ -102,13 +103,15 @@ async def test_one_run_keeps_its_status_calls_within_a_tight_status_limit(
     try:
         images = put_images(str(tmp_path / "images"))
         manifest = write_manifest(str(tmp_path / "tight.csv"), _rows("t", images)[:6])
-        summary = await run_manifest(
-            manifest=manifest,
-            output=str(tmp_path / "out"),
-            credentials=FashnCredentials(api_key=server.api_key, base_url=server.url),
-            time_scale=TIME_SCALE,
-            status_limit="6/10",
-            shared_limits=False,
+        summary = await summary_of(
+            run_manifest(
+                manifest=manifest,
+                output=str(tmp_path / "out"),
+                credentials=FashnCredentials(api_key=server.api_key, base_url=server.url),
+                time_scale=TIME_SCALE,
+                status_limit="6/10",
+                shared_limits=False,
+            )
         )
         stats = server.stats()
     finally:
@@ -129,13 +132,15 @@ async def test_one_run_keeps_its_submissions_within_a_tight_run_limit(tmp_path: 
             for i in range(8)
         ]
         manifest = write_manifest(str(tmp_path / "quick.csv"), rows)
-        summary = await run_manifest(
-            manifest=manifest,
-            output=str(tmp_path / "out"),
-            credentials=FashnCredentials(api_key=server.api_key, base_url=server.url),
-            time_scale=TIME_SCALE,
-            run_limit="5/60",
-            shared_limits=False,
+        summary = await summary_of(
+            run_manifest(
+                manifest=manifest,
+                output=str(tmp_path / "out"),
+                credentials=FashnCredentials(api_key=server.api_key, base_url=server.url),
+                time_scale=TIME_SCALE,
+                run_limit="5/60",
+                shared_limits=False,
+            )
         )
         stats = server.stats()
     finally:

@@ -27,6 +27,7 @@ from PIL import Image
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.pipeline import run_manifest
 from fashn_prefect.store.fs import filesystem
 
@@ -109,7 +110,7 @@ async def test_csv_manifest_to_s3_then_rerun_submits_nothing(
         shared_limits=False,
     )
 
-    summary = await run_manifest(**options)
+    summary = await summary_of(run_manifest(**options))
 
     assert summary["results"].startswith(f"{s3_bucket}/out/results/")
     assert summary["images"] == f"{s3_bucket}/out/images"
@@ -142,7 +143,7 @@ async def test_csv_manifest_to_s3_then_rerun_submits_nothing(
     assert table["completed"] == ROWS and table["charged credits"] == stats["credits_charged"]
     assert artifacts["markdown"].key == "fashn-run-report"
 
-    again = await run_manifest(**options)
+    again = await summary_of(run_manifest(**options))
 
     assert submissions(emu.stats()) == ROWS  # nothing new was submitted
     assert emu.stats()["credits_charged"] == stats["credits_charged"]
@@ -159,14 +160,16 @@ async def test_parquet_manifest_and_images_on_s3(
     manifest_rows = mixed_rows(ROWS, images)
     manifest = write_manifest(f"{s3_bucket}/catalog.parquet", manifest_rows, s3_storage_options)
 
-    summary = await run_manifest(
-        manifest=manifest,
-        output=f"{s3_bucket}/out",
-        credentials=_creds(emu),
-        time_scale=TIME_SCALE,
-        storage_options=s3_storage_options,
-        shared_limits=False,
-        write_csv=True,
+    summary = await summary_of(
+        run_manifest(
+            manifest=manifest,
+            output=f"{s3_bucket}/out",
+            credentials=_creds(emu),
+            time_scale=TIME_SCALE,
+            storage_options=s3_storage_options,
+            shared_limits=False,
+            write_csv=True,
+        )
     )
 
     rows = _check_run(summary, emu.stats(), s3_storage_options, manifest_rows)

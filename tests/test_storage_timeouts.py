@@ -21,6 +21,7 @@ from _helpers import TIME_SCALE, emulator, results, submissions, write_manifest
 from fashn_prefect.api.errors import StorageTimeout
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.pipeline import run_manifest
 from fashn_prefect.store.fs import atomic_write, bounded, filesystem, is_storage_transport_error
 
@@ -140,7 +141,7 @@ def _manifest(tmp_path: Path, count: int = 1) -> str:
 
 
 async def _run(emu: EmulatorServer, manifest: str, output: str, **options: Any) -> dict[str, Any]:
-    return await run_manifest(
+    run = run_manifest(
         manifest=manifest,
         output=output,
         credentials=FashnCredentials(api_key=emu.api_key, base_url=emu.url),
@@ -149,6 +150,7 @@ async def _run(emu: EmulatorServer, manifest: str, output: str, **options: Any) 
         check_balance=False,
         **options,
     )
+    return dict(await summary_of(run))  # the summary, also of a run that ended Failed
 
 
 async def test_a_write_to_a_store_that_never_answers_times_out_as_an_oserror(

@@ -1,4 +1,5 @@
-"""The ``fashn-prefect`` command line: commands, error mapping, renderers, the demo.
+"""The ``fashn-prefect`` command line: commands, error mapping, renderers, the demo,
+the ``credentials`` command and the terminal's Prefect log setup (``console``).
 
 Owns the terminal. May import every layer below (jobs, run, review, store, scheduler, api,
 emulator); nothing in the package imports it.

@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
+from fashn_prefect.cli.console import prefect_defaults, terminal_logs
+from fashn_prefect.cli.credentials import credentials_command
 from fashn_prefect.cli.errors import err, fail, friendly_errors
 from fashn_prefect.cli.options import settings_options
 from fashn_prefect.cli.render import (
@@ -53,6 +55,35 @@ app.command(
         "FASHN_BASE_URL=http://127.0.0.1:8765 FASHN_API_KEY=fa-emulator-local-key."
     ),
 )(emulator_command)
+
+app.command(
+    "credentials",
+    help=(
+        "Save the FashnCredentials block that deployments load by name (default 'fashn').\n\n"
+        "Example: FASHN_API_KEY=fa-... fashn-prefect credentials fashn"
+    ),
+)(credentials_command)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from fashn_prefect import __version__
+
+        print(f"fashn-prefect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Options that come before the command."""
+    prefect_defaults()  # before Prefect is imported: its settings are read then
 
 
 # Options shared by the commands that run predictions.
@@ -95,12 +126,14 @@ def run(
     """Run a manifest."""
     from fashn_prefect.cli.progress import row_progress
     from fashn_prefect.run import pipeline
+    from fashn_prefect.run.outcome import run_to_summary
 
     with (
         friendly_errors("run", json_output),
+        terminal_logs(quiet or json_output),
         row_progress(err, enabled=not (quiet or json_output or dry_run)),
     ):
-        summary = asyncio.run(
+        summary = run_to_summary(
             pipeline.run_manifest(
                 manifest=manifest,
                 output=output,
@@ -161,12 +194,15 @@ def catalog(
                 manifest,
                 output,
                 model_name=model_name,
-                storage_options=settings.storage_options,
+                storage_options=settings.resolved_storage_options(),
                 retry_failed=settings.retry_failed,
             ).as_dict()
             print_changes({"changes": changes, "run": None, "dry_run": True}, json_output)
             return
-        with row_progress(err, enabled=not (quiet or json_output)):
+        with (
+            terminal_logs(quiet or json_output),
+            row_progress(err, enabled=not (quiet or json_output)),
+        ):
             result = asyncio.run(
                 run_catalog(
                     manifest,
@@ -224,6 +260,7 @@ def backfill(
 
     with (
         friendly_errors("backfill", json_output),
+        terminal_logs(quiet or json_output),
         row_progress(err, enabled=not (quiet or json_output or dry_run)) as update,
     ):
         result = asyncio.run(
@@ -282,7 +319,11 @@ def audit(
         try:
             date.fromisoformat(since)
         except ValueError:
-            fail(f"--since {since!r} is not a date", "write it as YYYY-MM-DD, e.g. 2026-11-01")
+            fail(
+                f"--since {since!r} is not a date",
+                "write it as YYYY-MM-DD, e.g. 2026-11-01",
+                as_json=json_output,
+            )
     from fashn_prefect.jobs.audit import read_all_results
 
     with friendly_errors("audit", json_output):
@@ -290,6 +331,7 @@ def audit(
             fail(
                 f"no results tables under {output_root}/results",
                 "pass the --output root of earlier runs (the folder holding results/ and runs/)",
+                as_json=json_output,
             )
         report = run_audit(output_root, since=since, budget=budget, write=write)
     if json_output:

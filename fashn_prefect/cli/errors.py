@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -28,13 +29,18 @@ def _where(exc: Exception) -> str:
     return f" at {url.scheme}://{url.netloc.decode()}"
 
 
-def fail(message: str, hint: str, code: int = 2) -> NoReturn:
+def fail(message: str, hint: str, code: int = 2, as_json: bool = False) -> NoReturn:
     """Print ``message`` and ``hint`` on stderr and exit with ``code``."""
-    fail_with(message, hint, code)
+    fail_with(message, hint, code, as_json, error="UsageError")
 
 
-def fail_with(message: str, hint: str, code: int) -> NoReturn:
-    """Print ``message`` and ``hint`` on stderr and exit with ``code``."""
+def fail_with(message: str, hint: str, code: int, as_json: bool = False, **extra: Any) -> NoReturn:
+    """Print ``message`` and ``hint`` on stderr and exit with ``code``; with ``as_json``
+    also print one JSON object on stdout (``error``, ``message``, ``hint``, ``exit_code``)."""
+    if as_json:  # scripts read stdout: one JSON object, whatever went wrong
+        kind = type(sys.exc_info()[1]).__name__ if sys.exc_info()[1] else "Error"
+        error = {"error": kind, "message": message, "hint": hint, "exit_code": code, **extra}
+        print(json.dumps(error, default=str))
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     err.print(f"[dim]hint: {hint}[/]", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -85,15 +91,15 @@ def friendly_errors(command: str, json_output: bool = False) -> Iterator[None]:
 
     observer = RunObserver()
 
-    def fail(message: str, hint: str) -> NoReturn:
+    def fail(message: str, hint: str, **extra: Any) -> NoReturn:
         # Exit 2 promises that nothing was submitted; once a POST has started, be honest.
         if observer.posts_started > 0:
             hint += (
                 "; some predictions may already have been submitted: run the same command "
                 "again to resume them (recorded rows are never submitted twice)"
             )
-            fail_with(message, hint, 1)
-        fail_with(message, hint, 2)
+            fail_with(message, hint, 1, json_output, **extra)
+        fail_with(message, hint, 2, json_output, **extra)
 
     try:
         with console_tracebacks_hidden(), observing(observer):
@@ -101,14 +107,12 @@ def friendly_errors(command: str, json_output: bool = False) -> Iterator[None]:
     except typer.Exit:
         raise
     except ManifestInvalid as exc:
-        if json_output:
-            problems = [str(p) for p in exc.report.problems]
-            print(json.dumps({"error": "ManifestInvalid", "problems": problems}))
-        else:
+        if not json_output:
             err.print(exc.report.format())
         fail(
             "the manifest has invalid rows; nothing was submitted",
             "fix the rows above, or pass --skip-invalid to run only the valid ones",
+            problems=[str(p) for p in exc.report.problems],
         )
     except BudgetExceeded as exc:
         fail(str(exc), "raise --budget, top up credits, or run fewer rows")

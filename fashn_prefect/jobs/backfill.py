@@ -19,8 +19,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fashn_prefect.credentials import FashnCredentials
+from fashn_prefect.run.events import account_of
 from fashn_prefect.run.manifest import Manifest, read_manifest
 from fashn_prefect.run.observe import ProgressCallback, RunObserver, current_observer, observing
+from fashn_prefect.run.outcome import judge_backfill, summary_of
 from fashn_prefect.run.plan import Job, make_plan
 from fashn_prefect.run.validate import validate_manifest
 from fashn_prefect.settings import FashnSettings
@@ -230,7 +232,7 @@ async def run_backfill(
     from fashn_prefect.run import pipeline
 
     s = FashnSettings.build(settings, **overrides)
-    options = s.storage_options
+    options = s.resolved_storage_options()  # the block's secrets stay out of parameters
     plan, source = plan_backfill(
         manifest,
         output,
@@ -283,12 +285,14 @@ async def run_backfill(
             flow = pipeline.run_predictions.with_options(
                 flow_run_name=f"backfill-chunk-{chunk.index:04d}-of-{len(plan.chunks):04d}"
             )
-            summary = await flow(
-                rows=[source.rows[r - 1] for r in chunk.rows],
-                output=output,
-                model_name=model_name,
-                credentials=credentials,
-                settings=s,
+            summary = await summary_of(  # a chunk with failed rows ends Failed
+                flow(
+                    rows=[source.rows[r - 1] for r in chunk.rows],
+                    output=output,
+                    model_name=model_name,
+                    credentials=credentials,
+                    settings=s,
+                )
             )
         done_before += len(chunk.rows)
         chunk_charged = int((summary.get("totals") or {}).get("credits_charged", 0))
@@ -315,4 +319,4 @@ async def run_backfill(
             totals[key] = totals.get(key, 0) + int((item["totals"] or {}).get(key, 0))
     result["totals"] = totals
     result["stopped_by_budget"] = stopped or plan.budget_message
-    return result
+    return judge_backfill(result, account_of(credentials))

@@ -25,6 +25,7 @@ from typing import Any
 from fashn_prefect.api.errors import PERMANENT_ERRORS
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.run.manifest import read_manifest
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.validate import RowSpec, ValidationReport, validate_manifest
 from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.results import read_results
@@ -160,7 +161,8 @@ async def run_catalog(
     from fashn_prefect.run.pipeline import run_manifest
 
     s = FashnSettings.build(settings, **options)
-    changes, report = _changes(manifest, output, model_name, s.storage_options, s.retry_failed)
+    storage = s.resolved_storage_options()
+    changes, report = _changes(manifest, output, model_name, storage, s.retry_failed)
     if not report.ok and not s.skip_invalid:
         if logger is not None:
             logger.error("Catalog has invalid rows; nothing was submitted.\n%s", report.format(50))
@@ -179,13 +181,14 @@ async def run_catalog(
             logger.info("Catalog unchanged since the last run: nothing submitted.")
         result["run"] = None
         return result
-    result["run"] = await run_manifest(
+    run = run_manifest(
         manifest=manifest,
         output=output,
         model_name=model_name,
         credentials=credentials,
         budget=budget,
         dry_run=dry_run,
-        settings=s,
+        settings=s,  # the storage block's name only: its secrets stay out of parameters
     )
+    result["run"] = await summary_of(run)  # also when the run ended Failed
     return result

@@ -15,7 +15,7 @@ import asyncio
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,8 +46,10 @@ from fashn_prefect.run.collect import (
     missing_outputs,
 )
 from fashn_prefect.run.errors import BudgetExceeded, ManifestInvalid
+from fashn_prefect.run.events import account_of, prediction_failed
 from fashn_prefect.run.manifest import Manifest, read_manifest, rows_manifest
 from fashn_prefect.run.observe import current_observer
+from fashn_prefect.run.outcome import budget_refused, judge_run, state_for
 from fashn_prefect.run.plan import Job, Plan, make_plan
 from fashn_prefect.run.poll import wait_for
 from fashn_prefect.run.runtime import RunConfig, Runtime
@@ -107,11 +109,19 @@ def row_tasks(rt: Runtime) -> RowTasks:
         last = record.last
         known = last.prediction_id if last and last.status in ("submitted", "completed") else None
         inputs = None if known else await prepare(rt, job.spec)
+        log = get_run_logger()
         # The lane (one of the account's in-flight slots) is held only from the POST until the
         # prediction is seen terminal: task start-up, input preparation and the final ledger
         # write happen outside it, so the next row's prediction starts without a gap.
         async with _lane(rt):
             prediction_id = known or await submit(rt, job.spec, record, inputs)
+            log.info(
+                "Row %s: %s prediction %s (%s)",
+                job.spec.row_key,
+                "resumed" if known else "submitted",
+                prediction_id,
+                job.spec.model_name,
+            )
             attempt = record.last
             assert attempt is not None
             try:
@@ -134,8 +144,21 @@ def row_tasks(rt: Runtime) -> RowTasks:
             attempt.error_name, attempt.error_message = name, message
             record.status = "failed"
             await save_quietly(rt, record)
+            log.info(
+                "Row %s: prediction %s failed: %s: %s",
+                job.spec.row_key,
+                prediction_id,
+                name,
+                message,
+            )
             raise PredictionFailed(name, message, prediction_id=prediction_id)
         await rt.save(record)
+        log.info(
+            "Row %s: prediction %s completed (%s credits)",
+            job.spec.row_key,
+            prediction_id,
+            attempt.credits_used,
+        )
         return status
 
     @task(name="fashn-collect", cache_policy=NO_CACHE, persist_result=False)
@@ -329,11 +352,23 @@ async def run_manifest(
     model the catalogue does not know runs as a pass-through (inputs sent as given, credits
     unknown until the API reports them; the plan warns) unless ``allow_unknown_models`` is
     off, which makes such rows invalid.
+
+    The flow run ends Failed (after writing everything) when more rows failed than
+    ``allowed_failures`` allows: a row count (``"5"``) or a percentage (``"2%"``); the
+    default ``"0"`` fails it on any failed or invalid row. Its state message carries the
+    counts; ``fashn.run.finished`` and ``fashn.prediction.failed`` events report them.
+    Awaiting a Failed run raises :class:`~fashn_prefect.run.outcome.RunFailed`, whose
+    ``summary`` is the run's summary (:func:`~fashn_prefect.run.outcome.summary_of`).
+    ``storage_block`` names a :class:`~fashn_prefect.store.blocks.StorageOptions` block
+    whose secret options ``storage_options`` is merged over.
     """
     s = FashnSettings.build(settings, **options)
     started = datetime.now(UTC)
-    decoded = read_manifest(manifest, storage_options=s.storage_options)
-    return await run_rows(decoded, output, model_name, credentials, budget, dry_run, s, started)
+    storage = s.resolved_storage_options()
+    decoded = read_manifest(manifest, storage_options=storage)
+    return await run_rows(
+        decoded, output, model_name, credentials, budget, dry_run, s, started, storage
+    )
 
 
 @flow(name="fashn-run-predictions")
@@ -349,7 +384,7 @@ async def run_predictions(
 ) -> dict[str, Any]:
     """Run rows held in memory (a pandas DataFrame, a pyarrow Table or a list of dicts)
     exactly as :func:`run_manifest` runs a manifest file: the same validation, plan,
-    lanes, ledger, results table and gallery under ``output``."""
+    lanes, ledger, results table, gallery and final state under ``output``."""
     s = FashnSettings.build(settings, **options)
     started = datetime.now(UTC)
     return await run_rows(
@@ -366,10 +401,17 @@ async def run_rows(
     dry_run: bool,
     s: FashnSettings,
     started: datetime,
+    storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The stages after reading: validate, plan, execute, write. Runs inside a flow."""
+    """The stages after reading: validate, plan, execute, write, judge. Runs inside a flow.
+
+    ``storage_options`` are the resolved fsspec options (default: resolved from ``s``).
+    Returns the summary for a dry run, else the flow's final state (Completed with the
+    summary, or Failed when more rows failed than ``s.allowed_failures`` allows).
+    """
     log = get_run_logger()
-    options = s.storage_options
+    options = s.resolved_storage_options() if storage_options is None else storage_options
+    threshold = s.failure_threshold
     report = validate_manifest(
         decoded,
         model_name=model_name,
@@ -407,10 +449,18 @@ async def run_rows(
             ),
         )
     if budget is not None and plan.estimated_credits > budget:
-        raise BudgetExceeded(
+        message = (
             f"estimated {plan.estimated_credits} credits exceeds the budget of {budget}; "
             "nothing was submitted"
         )
+        budget_refused(
+            message,
+            budget,
+            plan.estimated_credits,
+            len(plan.by_action("submit", "resume")),
+            account_of(credentials),
+        )
+        raise BudgetExceeded(message)
     if dry_run:
         return {**summary, **await _dry_run_balance(credentials, plan.estimated_credits)}
 
@@ -424,10 +474,14 @@ async def run_rows(
     ) as client:
         balance_before = await client.credits() if s.check_balance else None
         if balance_before is not None and plan.estimated_credits > balance_before.total:
-            raise BudgetExceeded(
+            message = (
                 f"estimated {plan.estimated_credits} credits exceeds the account balance of "
                 f"{balance_before.total}; nothing was submitted"
             )
+            budget_refused(
+                message, balance_before.total, plan.estimated_credits, needs_lane, creds.account_id
+            )
+            raise BudgetExceeded(message)
         config = RunConfig(
             output,
             s.time_scale,
@@ -449,11 +503,13 @@ async def run_rows(
             account=account,
         )
         rt.lanes = lanes
-        rows = await _run_jobs(rt, plan, lanes)
+        name = run_name(started, flow_run.id)
+        rows = await _run_jobs(
+            rt, plan, lanes, lambda row: prediction_failed(row, name, creds.account_id)
+        )
         balance_after = await client.credits() if s.check_balance else None
     rows += _invalid_rows(report, decoded)
     rows.sort(key=lambda r: r["row"])
-    name = run_name(started, flow_run.id)
     table = results_table(rows, flow_run.id, started)
     written = await bounded(
         _bulk_timeout(s.storage_timeout, len(rows)),
@@ -486,10 +542,18 @@ async def run_rows(
         s.storage_timeout, "writing the run report", write_run_report, run_report, output, options
     )
     await publish_summary(run_report)
-    return run_report.as_dict()
+    summary = judge_run(run_report.as_dict(), threshold, creds.account_id)
+    # Prefect makes a returned state the flow run's final state; a caller awaiting the flow
+    # gets the summary back (from a Failed run through fashn_prefect.run.outcome.summary_of).
+    return cast(dict[str, Any], state_for(summary))
 
 
-async def _run_jobs(rt: Runtime, plan: Plan, lanes: Lanes) -> list[dict[str, Any]]:
+async def _run_jobs(
+    rt: Runtime,
+    plan: Plan,
+    lanes: Lanes,
+    on_failed: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     total = len(plan.jobs)
     rt.stats.total = total
     progress_id = await acreate_progress_artifact(
@@ -514,6 +578,8 @@ async def _run_jobs(rt: Runtime, plan: Plan, lanes: Lanes) -> list[dict[str, Any
 
     async def one(index: int) -> dict[str, Any]:
         row = await run_row(rt, tasks, index, ahead)
+        if on_failed is not None and row["status"] == "failed":
+            on_failed(row)
         rt.stats.done += 1
         if rt.observer is not None:
             rt.observer.progress(rt.stats.done, total)

@@ -25,6 +25,7 @@ from support import TIME_SCALE, scan_for_secret
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
 from fashn_prefect.emulator.config import FaultConfig
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.pipeline import run_manifest
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(600)]
@@ -75,13 +76,15 @@ async def test_api_faults_lose_nothing_and_charge_once(
         stop = threading.Event()
         bursts = _bursts(emu, stop, (ROWS // 5, ROWS // 2, 4 * ROWS // 5))
         try:
-            summary = await run_manifest(
-                manifest,
-                output,
-                credentials=creds,
-                time_scale=TIME_SCALE,
-                client_timeout=CLIENT_TIMEOUT,
-                shared_limits=False,
+            summary = await summary_of(
+                run_manifest(
+                    manifest,
+                    output,
+                    credentials=creds,
+                    time_scale=TIME_SCALE,
+                    client_timeout=CLIENT_TIMEOUT,
+                    shared_limits=False,
+                )
             )
         finally:
             stop.set()
@@ -97,13 +100,15 @@ async def test_api_faults_lose_nothing_and_charge_once(
             runtime_failures={},
             rate_limit_burst=0,
         )
-        await run_manifest(
-            manifest,
-            output,
-            credentials=creds,
-            time_scale=TIME_SCALE,
-            resubmit_ambiguous=True,
-            shared_limits=False,
+        await summary_of(
+            run_manifest(
+                manifest,
+                output,
+                credentials=creds,
+                time_scale=TIME_SCALE,
+                resubmit_ambiguous=True,
+                shared_limits=False,
+            )
         )
         final_stats = emu.stats()
         final_rows = latest_results(output)

@@ -28,6 +28,7 @@ from support import TIME_SCALE, scan_for_secret
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.pipeline import run_manifest
 from fashn_prefect.store.fs import filesystem, join, safe_name
 
@@ -103,14 +104,16 @@ async def test_hostile_row_ids_stay_inside_the_output_root(
         rows = tryon_rows(len(HOSTILE_IDS), models, garments, row_ids=HOSTILE_IDS)
         manifest = write_manifest(str(tmp_path / "manifest.csv"), rows)
         specs = specs_of(manifest)
-        summary = await run_manifest(
-            manifest,
-            output,
-            credentials=FashnCredentials(api_key=secret_key, base_url=emu.url),
-            time_scale=TIME_SCALE,
-            shared_limits=False,
-            write_csv=True,
-            storage_options=options,
+        summary = await summary_of(
+            run_manifest(
+                manifest,
+                output,
+                credentials=FashnCredentials(api_key=secret_key, base_url=emu.url),
+                time_scale=TIME_SCALE,
+                shared_limits=False,
+                write_csv=True,
+                storage_options=options,
+            )
         )
         results = latest_results(output, options)
         check = check_invariants(specs, results, emu.stats(), output, options)

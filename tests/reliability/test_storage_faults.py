@@ -37,6 +37,7 @@ from support import TIME_SCALE, audit_tree, prefect_texts, scan_for_secret
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.pipeline import run_manifest
 from fashn_prefect.store.fs import filesystem
 
@@ -172,13 +173,15 @@ async def test_s3_outages_are_retried_and_never_expose_partial_objects(
         auditor.start()
         cycle_log = _cycle(proxy, stop)
         try:
-            summary = await run_manifest(
-                manifest,
-                output,
-                credentials=FashnCredentials(api_key=secret_key, base_url=emu.url),
-                time_scale=TIME_SCALE,
-                shared_limits=False,
-                storage_options=faulty,
+            summary = await summary_of(
+                run_manifest(
+                    manifest,
+                    output,
+                    credentials=FashnCredentials(api_key=secret_key, base_url=emu.url),
+                    time_scale=TIME_SCALE,
+                    shared_limits=False,
+                    storage_options=faulty,
+                )
             )
         finally:
             stop.set()
@@ -188,13 +191,15 @@ async def test_s3_outages_are_retried_and_never_expose_partial_objects(
         rows = latest_results(output, direct)
         check = check_invariants(specs, rows, stats, output, direct)
         # A second run over the same store, with no faults: everything is already there.
-        rerun = await run_manifest(
-            manifest,
-            output,
-            credentials=FashnCredentials(api_key=secret_key, base_url=emu.url),
-            time_scale=TIME_SCALE,
-            shared_limits=False,
-            storage_options=faulty,
+        rerun = await summary_of(
+            run_manifest(
+                manifest,
+                output,
+                credentials=FashnCredentials(api_key=secret_key, base_url=emu.url),
+                time_scale=TIME_SCALE,
+                shared_limits=False,
+                storage_options=faulty,
+            )
         )
         rerun_stats = emu.stats()
 
