@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import TIME_SCALE, emulator, results, submissions, write_manifest
+from _helpers import TIME_SCALE, emulator, results, results_files, submissions, write_manifest
 
 from fashn_prefect.api.errors import StorageTimeout
 from fashn_prefect.credentials import FashnCredentials
@@ -275,5 +275,17 @@ async def test_a_results_table_that_cannot_be_written_fails_the_run_and_a_rerun_
     proxy.stall(None)
     summary = await _run(emu, manifest, output, storage_options=options, storage_timeout=10.0)
     (row,) = results(summary["results"], options)
+    if row["status"] == "skipped":
+        # The first run stopped waiting, but s3fs's own retry of the abandoned write can
+        # reach the store once the stall is lifted: that table then holds the completed row
+        # and the re-run rightly skips it. Either way the row completed exactly once.
+        earlier = [
+            r
+            for path in results_files(output, options)
+            for r in results(f"s3://{path}", options)
+            if r["status"] == "completed"
+        ]
+        assert len(earlier) == 1, earlier
+        row = earlier[0]
     assert row["status"] == "completed" and len(row["prediction_ids"]) == 1
     assert submissions(emu.stats()) == 1  # recovered from the ledger, not submitted again
