@@ -45,6 +45,8 @@ RENEW_EVERY = 15.0
 HANDOFFS = 2
 """Times an in-flight slot may go from one local prediction to the next before it is
 given back to the server, where other processes' waiters can take it."""
+WAITING_LIMIT = 10_000
+"""Size of the limit whose slots count the processes waiting for an in-flight slot."""
 POLL_SECONDS = 0.1
 """How often a blocked acquire asks the server again (Prefect's own ``Retry-After`` can
 be up to 30 s, which leaves freed slots idle; see prefect issue #23183)."""
@@ -83,11 +85,17 @@ class ServerLimits:
         self.run_name = f"fashn-{account}-run"
         self.status_name = f"fashn-{account}-status"
         self.in_flight_name = f"fashn-{account}-in-flight"
+        # One slot per process that is waiting for an in-flight slot (for fairness).
+        self.waiting_name = f"fashn-{account}-waiting"
         self._sizes = {
             self.run_name: limits.run.requests,
             self.status_name: limits.status.requests,
             self.in_flight_name: limits.max_in_flight,
+            self.waiting_name: WAITING_LIMIT,
         }
+        self._blocked = 0
+        self._waiting_lease: Lease | None = None
+        self._yield_until = 0.0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._client: Any = None
@@ -96,6 +104,7 @@ class ServerLimits:
         self._pending: dict[UUID, tuple[float, Lease]] = {}
         self._ensured = False
         self._setup: asyncio.Lock | None = None
+        self._renewer: asyncio.Task[None] | None = None
         context = contextvars.copy_context()  # the creator's Prefect settings (API URL)
         self._thread = threading.Thread(
             target=context.run, args=(self._main,), name="fashn-server-limits", daemon=True
@@ -108,7 +117,7 @@ class ServerLimits:
     def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._loop.call_soon(self._ready.set)
-        self._loop.create_task(self._renew_forever())
+        self._renewer = self._loop.create_task(self._renew_forever())
         self._loop.run_forever()
 
     async def _prefect(self) -> Any:
@@ -158,11 +167,30 @@ class ServerLimits:
                     await client.read_global_concurrency_limit_by_name(name)
 
     async def _acquire(self, name: str) -> Lease:
+        await self._ensure()
+        if name != self.in_flight_name:
+            return await self._take(name)
+        blocked = False
+        try:
+            while True:
+                # Another process waits: let it have the slot this process just gave back.
+                await asyncio.sleep(max(0.0, self._yield_until - time.monotonic()))
+                lease = await self._take(name, wait=False)
+                if lease is not None:
+                    return lease
+                if not blocked:
+                    blocked = True
+                    await self._count_blocked(+1)
+                await self._wait_freed(name)
+        finally:
+            if blocked:
+                await self._count_blocked(-1)
+
+    async def _take(self, name: str, wait: bool = True) -> Any:
+        """A slot of ``name`` (None when none is free and not ``wait``)."""
         from prefect.exceptions import PrefectHTTPStatusError
 
-        await self._ensure()
         client = await self._prefect()
-        freed = self._freed.setdefault(name, asyncio.Event())
         while True:
             try:
                 response = await client.increment_concurrency_slots_with_lease(
@@ -171,12 +199,13 @@ class ServerLimits:
             except PrefectHTTPStatusError as exc:
                 if exc.response.status_code != 423:
                     raise
-                freed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(freed.wait(), timeout=self.poll)
+                if not wait:
+                    return None
+                await self._wait_freed(name)
                 continue
             body = response.json()
             lease = Lease(name, UUID(body["lease_id"]), time.monotonic() + LEASE_SECONDS)
+            self._held.add(lease)
             if not any(limit["name"] == name for limit in body.get("limits", [])):
                 # The limit was deleted under us: the server counted nothing. Never run
                 # unlimited; create it again and take a real slot.
@@ -184,8 +213,33 @@ class ServerLimits:
                 self._ensured = False
                 await self._ensure()
                 continue
-            self._held.add(lease)
             return lease
+
+    async def _wait_freed(self, name: str) -> None:
+        """Until this process frees a slot of ``name``, or one poll interval."""
+        freed = self._freed.setdefault(name, asyncio.Event())
+        freed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(freed.wait(), timeout=self.poll)
+
+    async def _count_blocked(self, change: int) -> None:
+        """Hold one 'waiting' slot while any acquire here waits for an in-flight slot."""
+        self._blocked += change
+        if self._blocked == 1 and change > 0 and self._waiting_lease is None:
+            self._waiting_lease = await self._take(self.waiting_name)
+        elif self._blocked == 0 and self._waiting_lease is not None:
+            lease, self._waiting_lease = self._waiting_lease, None
+            await self._release_now(lease)
+
+    async def _others_waiting(self) -> bool:
+        """Whether another process waits for an in-flight slot of the account."""
+        client = await self._prefect()
+        try:
+            limit = await client.read_global_concurrency_limit_by_name(self.waiting_name)
+        except Exception:
+            return False
+        mine = 1 if self._waiting_lease is not None else 0
+        return int(limit.active_slots) > mine
 
     async def _release_now(self, lease: Lease) -> None:
         if lease not in self._held:
@@ -197,7 +251,10 @@ class ServerLimits:
             await client.release_concurrency_slots_with_lease(lease.lease_id)
         except Exception as exc:  # the lease expires by itself
             log.warning("Could not release %s slot: %s: %s", lease.name, type(exc).__name__, exc)
-        self._freed.setdefault(lease.name, asyncio.Event()).set()
+        if lease.name == self.in_flight_name and await self._others_waiting():
+            self._yield_until = time.monotonic() + 2 * self.poll
+        else:
+            self._freed.setdefault(lease.name, asyncio.Event()).set()
 
     async def _release_after(self, lease: Lease, delay: float) -> None:
         """Give ``lease`` back ``delay`` seconds from now, keeping it alive until then."""
@@ -270,6 +327,11 @@ class ServerLimits:
                 await self._release_now(lease)
             for lease in list(self._held):
                 await self._release_now(lease)
+            # Releases already under way (started by their timers) must reach the server
+            # before the loop stops.
+            others = asyncio.all_tasks() - {asyncio.current_task(), self._renewer}
+            if others:
+                await asyncio.wait(others, timeout=10.0)
 
         try:
             asyncio.run_coroutine_threadsafe(drain(), self._loop).result(timeout)
