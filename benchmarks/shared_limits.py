@@ -168,7 +168,11 @@ def run_processes(
         write_manifest_csv(manifest, jobs)
         output = tmp / f"{design}-{command}-{len(parts)}-{i}"
         args = [str(BIN / "fashn-prefect"), command, str(manifest), "--output", str(output)]
-        args += ["--time-scale", str(scale), "--shared-limits-design", design, "--quiet"]
+        args += ["--time-scale", str(scale), "--quiet"]
+        if design == "off":  # one process alone, limits only in the process (the reference)
+            args += ["--no-shared-limits"]
+        else:
+            args += ["--shared-limits", "--shared-limits-design", design]
         args += ["--no-check-balance", *extra]
         env = server.env(FASHN_API_KEY=emu.api_key, FASHN_BASE_URL=emu.url)
         log_file = (tmp / f"{output.name}.log").open("wb")
@@ -225,7 +229,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.2, help="emulator time scale")
     parser.add_argument("--rows", type=int, default=24, help="rows per run")
     parser.add_argument("--postgres", action="store_true", help="Prefect server on PostgreSQL")
-    parser.add_argument("--designs", default="lanes,leases")
+    parser.add_argument("--designs", default="off,lanes,leases")
     args = parser.parse_args()
     load = os.getloadavg()
     cases = [(1, 0), (2, 0), (3, 0), (1, args.rows)]
@@ -250,7 +254,7 @@ def main() -> None:
             database = stack.enter_context(Postgres(tmp / "pg")) if args.postgres else None
             server = stack.enter_context(PrefectServer(tmp / "home", database))
             for design in args.designs.split(","):
-                for runs, chunk in cases:
+                for runs, chunk in cases if design != "off" else cases[:1]:
                     rows = args.rows * 3 if chunk else args.rows
                     case = (
                         f"backfill {rows} rows, chunks of {chunk}"
@@ -277,6 +281,7 @@ def main() -> None:
         "prediction. Span: first submission to the end of the last run. Efficiency = bound / "
         "span. Idle slot-s = 6 x span - time predictions were in flight. Emulated seconds; "
         f"emulator time scale {args.scale}.",
+        "'off': the same single run without shared limits (the reference for one run). "
         "'lanes': run-long lanes on a tag limit, rates shared by lane count, a cool-down of "
         "one window before a lane is given back. 'leases': a leased global-concurrency slot "
         "per call (released one window after it) and per prediction.",

@@ -7,9 +7,11 @@ Three global concurrency limits per account, created on first use when absent:
   exact sliding window across every process that uses the account.
 - ``fashn-<account>-status``: the same for ``GET /v1/status``.
 - ``fashn-<account>-in-flight`` (limit: the in-flight limit): one slot per prediction,
-  renewed while it runs, handed straight to this process's next prediction when one is
-  waiting (at most :data:`HANDOFFS` times in a row, so other processes get their turn)
-  and given back the moment nobody here needs it.
+  renewed while it runs, given back the moment the prediction is seen terminal (a slot
+  freed while a local :class:`AccountScheduler` call waits may be handed to it, at most
+  :data:`HANDOFFS` times in a row). While another process waits for one (``-waiting``
+  counts them), a process that gave a slot back pauses two poll intervals before taking
+  one again, so no run is starved.
 
 Every slot is a lease. If the process dies, its slots come back by themselves when the
 lease expires (at most :data:`LEASE_SECONDS` after the last renewal) and the server's
