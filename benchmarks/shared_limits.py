@@ -54,12 +54,13 @@ def free_port() -> int:
 class Postgres:
     """A throw-away PostgreSQL cluster (Debian's postgresql package) on a loopback port."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self) -> None:
         versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
         if not versions:
             raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
         self.bin = versions[-1]
-        self.root = root
+        # Its own directory: the cluster runs as the postgres user when we are root.
+        self.root = Path(tempfile.mkdtemp(prefix="fashn-pg-"))
         self.port = free_port()
 
     def _as_postgres(self, args: list[str]) -> None:
@@ -69,7 +70,6 @@ class Postgres:
         subprocess.run(cmd, check=True, capture_output=True)
 
     def __enter__(self) -> str:
-        self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres")
         data = self.root / "data"
@@ -95,6 +95,7 @@ class Postgres:
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             self._as_postgres(["pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "stop"])
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class PrefectServer:
@@ -251,7 +252,7 @@ def main() -> None:
         tmp = Path(root)
         (tmp / "home").mkdir()
         with contextlib.ExitStack() as stack:
-            database = stack.enter_context(Postgres(tmp / "pg")) if args.postgres else None
+            database = stack.enter_context(Postgres()) if args.postgres else None
             server = stack.enter_context(PrefectServer(tmp / "home", database))
             for design in args.designs.split(","):
                 for runs, chunk in cases if design != "off" else cases[:1]:
