@@ -231,9 +231,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=24, help="rows per run")
     parser.add_argument("--postgres", action="store_true", help="Prefect server on PostgreSQL")
     parser.add_argument("--designs", default="off,lanes,leases")
+    parser.add_argument("--cases", default="1,2,3,backfill", help="concurrent runs / backfill")
     args = parser.parse_args()
     load = os.getloadavg()
-    cases = [(1, 0), (2, 0), (3, 0), (1, args.rows)]
+    cases = [(1, args.rows) if c == "backfill" else (int(c), 0) for c in args.cases.split(",")]
     table = Table(
         f"Shared limits on a real Prefect server ({'PostgreSQL' if args.postgres else 'SQLite'})",
         [
@@ -255,7 +256,7 @@ def main() -> None:
             database = stack.enter_context(Postgres()) if args.postgres else None
             server = stack.enter_context(PrefectServer(tmp / "home", database))
             for design in args.designs.split(","):
-                for runs, chunk in cases if design != "off" else cases[:1]:
+                for runs, chunk in cases if design != "off" else [(1, 0)]:
                     rows = args.rows * 3 if chunk else args.rows
                     case = (
                         f"backfill {rows} rows, chunks of {chunk}"

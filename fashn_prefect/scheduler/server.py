@@ -97,6 +97,7 @@ class ServerLimits:
         }
         self._blocked = 0
         self._waiting_lease: Lease | None = None
+        self._registered = False
         self._yield_until = 0.0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -227,11 +228,13 @@ class ServerLimits:
     async def _count_blocked(self, change: int) -> None:
         """Hold one 'waiting' slot while any acquire here waits for an in-flight slot."""
         self._blocked += change
-        if self._blocked == 1 and change > 0 and self._waiting_lease is None:
+        if self._blocked == 1 and change > 0 and not self._registered:
+            self._registered = True  # counted as ours from now, before the server sees it
             self._waiting_lease = await self._take(self.waiting_name)
-        elif self._blocked == 0 and self._waiting_lease is not None:
+        if self._blocked == 0 and self._waiting_lease is not None:
             lease, self._waiting_lease = self._waiting_lease, None
             await self._release_now(lease)
+            self._registered = self._waiting_lease is not None
 
     async def _others_waiting(self) -> bool:
         """Whether another process waits for an in-flight slot of the account."""
@@ -240,8 +243,7 @@ class ServerLimits:
             limit = await client.read_global_concurrency_limit_by_name(self.waiting_name)
         except Exception:
             return False
-        mine = 1 if self._waiting_lease is not None else 0
-        return int(limit.active_slots) > mine
+        return int(limit.active_slots) > (1 if self._registered else 0)
 
     async def _release_now(self, lease: Lease) -> None:
         if lease not in self._held:
