@@ -37,6 +37,7 @@ from fashn_prefect.credentials import FashnCredentials, resolve_credentials
 from fashn_prefect.run.inputs import prepare_inputs
 from fashn_prefect.run.poll import poll_schedule
 from fashn_prefect.scheduler.account import AccountScheduler, account_scheduler
+from fashn_prefect.scheduler.server import shared_limits_enabled
 from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.fs import atomic_write, filesystem, join, safe_name
 
@@ -66,7 +67,11 @@ class _Account:
         self.credentials = resolve_credentials(credentials)
         self.settings = FashnSettings.build(settings)
         limits = self.settings.limits.scaled(self.settings.time_scale)
-        self.scheduler: AccountScheduler = account_scheduler(self.credentials.account_id, limits)
+        self.scheduler: AccountScheduler = account_scheduler(
+            self.credentials.account_id,
+            limits,
+            shared=shared_limits_enabled(self.settings.shared_limits),
+        )
 
     def client(self) -> FashnClient:
         scale = self.settings.time_scale
@@ -142,14 +147,14 @@ async def submit_prediction(
     ``inputs`` are read and sent as data URIs.
     """
     account = _Account(credentials, settings)
-    await account.scheduler.acquire_slot()
+    held = await account.scheduler.acquire_slot()
     try:
         async with account.client() as client:
             prediction_id = await _submit(account, client, model_name, inputs)
     except BaseException:
-        account.scheduler.release_slot()
+        account.scheduler.release_slot(held)
         raise
-    account.scheduler.lease(prediction_id, account.deadline_seconds(model_name, inputs))
+    account.scheduler.lease(prediction_id, account.deadline_seconds(model_name, inputs), held)
     return prediction_id
 
 

@@ -58,6 +58,7 @@ class PrefectServer:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)  # extra PREFECT_SERVER_* env
 
     @property
     def api_url(self) -> str:
@@ -100,7 +101,7 @@ class PrefectServer:
                 "--analytics-off",
                 "--no-late-runs",
             ],
-            env=self.env(PREFECT_API_URL=""),
+            env=self.env(PREFECT_API_URL="", **self.settings),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

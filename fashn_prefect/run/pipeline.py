@@ -58,6 +58,7 @@ from fashn_prefect.run.validate import RowSpec, ValidationReport, validate_manif
 from fashn_prefect.run.write import result_row, results_table, run_name, summarise, write_results
 from fashn_prefect.scheduler.account import account_scheduler
 from fashn_prefect.scheduler.limits import ApiLimits, Lanes, Limiter, SharedLimits
+from fashn_prefect.scheduler.server import shared_limits_enabled
 from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.fs import bounded, is_storage_transport_error
 from fashn_prefect.store.ledger import RowRecord, utc_now
@@ -466,7 +467,11 @@ async def run_rows(
 
     creds = resolve_credentials(credentials)
     limits = s.limits.scaled(s.time_scale)
-    shared = SharedLimits(creds.account_id, limits, enabled=_use_shared_limits(s.shared_limits))
+    use_shared = shared_limits_enabled(s.shared_limits)
+    lanes_design = use_shared and s.shared_limits_design == "lanes"
+    # 'leases': the account scheduler takes a server slot per call and per prediction;
+    # 'lanes' (the earlier design, kept for comparison): run-long lanes hold the slots.
+    shared = SharedLimits(creds.account_id, limits, enabled=lanes_design)
     in_flight = await shared.ensure()
     needs_lane = len(plan.by_action("submit", "resume"))
     async with creds.get_client(
@@ -490,7 +495,9 @@ async def run_rows(
             options,
             s.storage_timeout,
         )
-        account = account_scheduler(creds.account_id, limits)
+        account = account_scheduler(
+            creds.account_id, limits, shared=use_shared and not lanes_design
+        )
         limiter = Limiter(limits, shared, account)
         rt = Runtime(config, client, limiter, flow_run.id, current_observer())
         rt.jobs = plan.jobs
@@ -656,20 +663,6 @@ def _client_options(timeout: float | None, time_scale: float, limits: ApiLimits)
     if timeout is not None:
         options["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 5.0))
     return options
-
-
-def _use_shared_limits(requested: bool | None) -> bool:
-    """Server-side limits need a shared Prefect server; on the ephemeral one they only add risk.
-
-    A process killed while holding a slot on Prefect's temporary server leaves that slot
-    taken in the local database for good (its lease dies with the server), so by default
-    server-side limits are used only when ``PREFECT_API_URL`` names a server.
-    """
-    if requested is not None:
-        return requested
-    from prefect.settings import PREFECT_API_URL
-
-    return bool(PREFECT_API_URL.value())
 
 
 def _plan_summary(report: ValidationReport, plan: Plan) -> dict[str, Any]:

@@ -4,8 +4,10 @@ Every prediction this process makes for an account goes through the same
 :class:`AccountScheduler`: a manifest flow's rows and the tasks a user maps over inputs
 in their own flow alike, so together they never exceed the account's limits. It is
 thread-safe and not tied to an event loop, because Prefect may run mapped tasks on
-worker threads, each with its own loop. Coordination *between* processes goes through
-the Prefect server (:class:`~fashn_prefect.scheduler.limits.SharedLimits`).
+worker threads, each with its own loop. With shared limits on, it also takes a leased
+slot on the Prefect server for every call and every prediction
+(:class:`~fashn_prefect.scheduler.server.ServerLimits`), so processes that share the
+account stay within its limits together.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
 from fashn_prefect.scheduler.limits import ApiLimits, RateLimit
+from fashn_prefect.scheduler.server import HANDOFFS, Lease, ServerLimits
 
 __all__ = ["AccountScheduler", "account_scheduler"]
 
@@ -72,14 +75,17 @@ class _Window:
 class AccountScheduler:
     """The account's limits in this process: in-flight slots, run and status windows."""
 
-    def __init__(self, limits: ApiLimits) -> None:
+    def __init__(self, limits: ApiLimits, server: ServerLimits | None = None) -> None:
         self.limits = limits
+        self.server = server
         self._lock = threading.Lock()
         self._changed = _Wakeups()
         self._in_flight = 0
+        self._waiting = 0
+        self._spare: list[Lease] = []
         self._run = _Window(limits.run)
         self._status = _Window(limits.status)
-        self._leases: dict[str, float] = {}
+        self._leases: dict[str, tuple[float, Lease | None]] = {}
         self.peak_in_flight = 0
 
     @property
@@ -87,57 +93,107 @@ class AccountScheduler:
         """Predictions holding a slot right now."""
         return self._in_flight
 
-    async def acquire_slot(self) -> None:
-        """Take one in-flight slot, waiting until one is free."""
+    async def acquire_slot(self) -> Lease | None:
+        """Take one in-flight slot, waiting until one is free.
+
+        Returns the server-side slot that goes with it (None without shared limits); pass
+        it to :meth:`release_slot` or :meth:`lease`.
+        """
         while True:
+            expired: list[Lease | None] = []
             with self._lock:
                 now = time.monotonic()
-                for prediction_id, deadline in list(self._leases.items()):
+                for prediction_id, (deadline, held) in list(self._leases.items()):
                     if deadline <= now:  # its holder never looked again: the lease ran out
                         del self._leases[prediction_id]
                         self._in_flight -= 1
+                        expired.append(held)
                 if self._in_flight < self.limits.max_in_flight:
                     self._in_flight += 1
                     self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
-                    return
+                    spare = self._spare.pop() if self._spare else None
+                    break
+                self._waiting += 1
                 future = self._changed.add()
-                wait = min(self._leases.values(), default=now + 3600.0) - now
-            with suppress(TimeoutError):
-                await asyncio.wait_for(future, timeout=max(wait, 0.001))
+                wait = min((d for d, _ in self._leases.values()), default=now + 3600.0) - now
+            for held in expired:
+                self._give_back(held)
+            try:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(future, timeout=max(wait, 0.001))
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+        for held in expired:
+            self._give_back(held)
+        if self.server is None or spare is not None:
+            return spare
+        try:
+            return await self.server.take(self.server.in_flight_name)
+        except BaseException:
+            self.release_slot()
+            raise
 
-    def release_slot(self) -> None:
-        """Give back a slot taken with :meth:`acquire_slot`."""
+    def _give_back(self, held: Lease | None) -> None:
+        """Hand a server slot to a local waiter (within the hand-off budget) or return it."""
+        if held is None or self.server is None:
+            return
+        with self._lock:
+            if self._waiting and held.handoffs < HANDOFFS:
+                held.handoffs += 1
+                self._spare.append(held)
+                self._changed.wake_all()
+                server = self.server
+                server.later(server.poll, lambda: self._return_unused(held))
+                return
+        held.handoffs = 0
+        self.server.release(held)
+
+    def _return_unused(self, held: Lease) -> None:
+        with self._lock:
+            if held not in self._spare:
+                return
+            self._spare.remove(held)
+        if self.server is not None:
+            self.server.release(held)
+
+    def release_slot(self, held: Lease | None = None) -> None:
+        """Give back a slot taken with :meth:`acquire_slot` (and its server slot ``held``)."""
         with self._lock:
             self._in_flight = max(0, self._in_flight - 1)
             self._changed.wake_all()
+        self._give_back(held)
 
-    def lease(self, prediction_id: str, seconds: float) -> None:
+    def lease(self, prediction_id: str, seconds: float, held: Lease | None = None) -> None:
         """Keep the slot just taken for ``prediction_id`` after the caller lets go of it.
 
         It is given back by :meth:`release_prediction` once the prediction is seen
         terminal, or after ``seconds`` if nobody looks (a submission never waited for).
         """
         with self._lock:
-            self._leases[prediction_id] = time.monotonic() + seconds
+            self._leases[prediction_id] = (time.monotonic() + seconds, held)
 
     def release_prediction(self, prediction_id: str) -> None:
         """``prediction_id`` is terminal: give back its leased slot, if it holds one."""
         with self._lock:
-            if self._leases.pop(prediction_id, None) is not None:
-                self._in_flight = max(0, self._in_flight - 1)
-                self._changed.wake_all()
+            entry = self._leases.pop(prediction_id, None)
+            if entry is None:
+                return
+            self._in_flight = max(0, self._in_flight - 1)
+            self._changed.wake_all()
+        self._give_back(entry[1])
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one in-flight slot for the block."""
-        await self.acquire_slot()
+        held = await self.acquire_slot()
         try:
             yield
         finally:
-            self.release_slot()
+            self.release_slot(held)
 
     @asynccontextmanager
-    async def _call(self, window: _Window) -> AsyncIterator[None]:
+    async def _call(self, window: _Window, name: str) -> AsyncIterator[None]:
         while True:
             with self._lock:
                 wait = window.wait_needed(time.monotonic())
@@ -147,35 +203,43 @@ class AccountScheduler:
                 future = self._changed.add()
             with suppress(TimeoutError):
                 await asyncio.wait_for(future, timeout=wait)
+        held: Lease | None = None
         try:
+            if self.server is not None:
+                held = await self.server.take(name)
             yield
         finally:
             with self._lock:
                 window.active -= 1
                 window.finished.append(time.monotonic())
                 self._changed.wake_all()
+            if held is not None and self.server is not None:
+                # The call counts on the server until one window after it finished.
+                self.server.release(held, after=window.limit.seconds)
 
     def run_call(self) -> AbstractAsyncContextManager[None]:
         """Hold a place for one ``POST /v1/run`` in the account's run window."""
-        return self._call(self._run)
+        return self._call(self._run, self.server.run_name if self.server else "")
 
     def status_call(self) -> AbstractAsyncContextManager[None]:
         """Hold a place for one ``GET /v1/status`` in the account's status window."""
-        return self._call(self._status)
+        return self._call(self._status, self.server.status_name if self.server else "")
 
 
-_SCHEDULERS: dict[tuple[str, ApiLimits], AccountScheduler] = {}
+_SCHEDULERS: dict[tuple[str, ApiLimits, bool], AccountScheduler] = {}
 _SCHEDULERS_LOCK = threading.Lock()
 
 
-def account_scheduler(account: str, limits: ApiLimits) -> AccountScheduler:
+def account_scheduler(account: str, limits: ApiLimits, shared: bool = False) -> AccountScheduler:
     """This process's scheduler for ``account`` under ``limits`` (created on first use).
 
     ``limits`` are part of the key, so a time-scaled emulator run and a real run in one
-    process do not share windows of different lengths.
+    process do not share windows of different lengths. ``shared``: also hold every call
+    and prediction on the Prefect server, shared with other processes.
     """
     with _SCHEDULERS_LOCK:
-        scheduler = _SCHEDULERS.get((account, limits))
+        scheduler = _SCHEDULERS.get((account, limits, shared))
         if scheduler is None:
-            scheduler = _SCHEDULERS[(account, limits)] = AccountScheduler(limits)
+            server = ServerLimits(account, limits) if shared else None
+            scheduler = _SCHEDULERS[(account, limits, shared)] = AccountScheduler(limits, server)
         return scheduler

@@ -1,0 +1,350 @@
+"""The account's limits held on the Prefect server: one leased slot per call and per prediction.
+
+Three global concurrency limits per account, created on first use when absent:
+
+- ``fashn-<account>-run`` (limit: the run rate's requests). Every ``POST /v1/run`` takes one
+  slot, and this process gives it back exactly one window after the call *finished*: an
+  exact sliding window across every process that uses the account.
+- ``fashn-<account>-status``: the same for ``GET /v1/status``.
+- ``fashn-<account>-in-flight`` (limit: the in-flight limit): one slot per prediction,
+  renewed while it runs, given back the moment the prediction is seen terminal (a slot
+  freed while a local :class:`AccountScheduler` call waits may be handed to it, at most
+  :data:`HANDOFFS` times in a row). While another process waits for one (``-waiting``
+  counts them), a process that gave a slot back pauses two poll intervals before taking
+  one again, so no run is starved.
+
+Every slot is a lease. If the process dies, its slots come back by themselves when the
+lease expires (at most :data:`LEASE_SECONDS` after the last renewal) and the server's
+repossessor runs (every ``server.services.repossessor.loop_seconds``, 15 s by default):
+never earlier than the call's window, because a slot is renewed past its release time.
+
+All server traffic runs on one background thread with one Prefect client, so callers on
+any event loop or thread share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from fashn_prefect.scheduler.limits import ApiLimits
+
+log = logging.getLogger("fashn_prefect.scheduler.server")
+
+LEASE_SECONDS = 60.0
+"""Lease length (the server's minimum); slots of a dead process come back after it."""
+RENEW_EVERY = 15.0
+"""Seconds between renewals of the in-flight leases a process holds."""
+HANDOFFS = 2
+"""Times an in-flight slot may go from one local prediction to the next before it is
+given back to the server, where other processes' waiters can take it."""
+WAITING_LIMIT = 10_000
+"""Size of the limit whose slots count the processes waiting for an in-flight slot."""
+POLL_SECONDS = 0.1
+"""How often a blocked acquire asks the server again (Prefect's own ``Retry-After`` can
+be up to 30 s, which leaves freed slots idle; see prefect issue #23183)."""
+
+
+def shared_limits_enabled(requested: bool | None) -> bool:
+    """Server-side limits need a shared Prefect server; on the ephemeral one they only add risk.
+
+    A process killed while holding a slot on Prefect's temporary server leaves that slot
+    taken in the local database for good (its lease dies with the server), so by default
+    server-side limits are used only when ``PREFECT_API_URL`` names a server.
+    """
+    if requested is not None:
+        return requested
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
+@dataclass(eq=False)
+class Lease:
+    """One slot of one server-side limit held by this process."""
+
+    name: str
+    lease_id: UUID
+    expires: float
+    handoffs: int = 0
+
+
+class ServerLimits:
+    """The account's run, status and in-flight limits on the Prefect server (see module doc)."""
+
+    def __init__(self, account: str, limits: ApiLimits, poll: float = POLL_SECONDS) -> None:
+        self.limits = limits
+        self.poll = poll
+        self.run_name = f"fashn-{account}-run"
+        self.status_name = f"fashn-{account}-status"
+        self.in_flight_name = f"fashn-{account}-in-flight"
+        # One slot per process that is waiting for an in-flight slot (for fairness).
+        self.waiting_name = f"fashn-{account}-waiting"
+        self._sizes = {
+            self.run_name: limits.run.requests,
+            self.status_name: limits.status.requests,
+            self.in_flight_name: limits.max_in_flight,
+            self.waiting_name: WAITING_LIMIT,
+        }
+        self._blocked = 0
+        self._waiting_lease: Lease | None = None
+        self._registered = False
+        self._yield_until = 0.0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._client: Any = None
+        self._freed: dict[str, asyncio.Event] = {}
+        self._held: set[Lease] = set()
+        self._pending: dict[UUID, tuple[float, Lease]] = {}
+        self._ensured = False
+        self._setup: asyncio.Lock | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        context = contextvars.copy_context()  # the creator's Prefect settings (API URL)
+        self._thread = threading.Thread(
+            target=context.run, args=(self._main,), name="fashn-server-limits", daemon=True
+        )
+        self._thread.start()
+        self._ready.wait()
+        atexit.register(self.close)
+
+    # -- background loop -------------------------------------------------------------
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.call_soon(self._ready.set)
+        self._renewer = self._loop.create_task(self._renew_forever())
+        self._loop.run_forever()
+
+    async def _prefect(self) -> Any:
+        if self._client is None:
+            from prefect.client.orchestration import get_client
+
+            client = get_client()
+            await client.__aenter__()
+            self._client = client
+        return self._client
+
+    async def _ensure(self) -> None:
+        """Create any of the account's limits that the server does not have yet (once)."""
+        if self._setup is None:
+            self._setup = asyncio.Lock()
+        async with self._setup:
+            if not self._ensured:
+                await self._create_missing()
+                self._ensured = True
+
+    async def _create_missing(self) -> None:
+        from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+        from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
+
+        client = await self._prefect()
+        for name, size in self._sizes.items():
+            try:
+                existing = await client.read_global_concurrency_limit_by_name(name)
+                if existing.limit != size:
+                    log.warning(
+                        "Limit %s is %d on the server (configured %d); the lower one applies.",
+                        name,
+                        existing.limit,
+                        size,
+                    )
+                if not existing.active:
+                    log.warning("Limit %s is inactive on the server; not enforced there.", name)
+            except ObjectNotFound:
+                log.info("Creating the Prefect concurrency limit %s = %d", name, size)
+                try:
+                    await client.create_global_concurrency_limit(
+                        GlobalConcurrencyLimitCreate(name=name, limit=size)
+                    )
+                except (ObjectAlreadyExists, PrefectHTTPStatusError):
+                    # Another process created it first (SQLite answers 500 to the race):
+                    # fine if it exists now, else the error stands.
+                    await client.read_global_concurrency_limit_by_name(name)
+
+    async def _acquire(self, name: str) -> Lease:
+        await self._ensure()
+        if name != self.in_flight_name:
+            return await self._take(name)
+        blocked = False
+        try:
+            while True:
+                # Another process waits: let it have the slot this process just gave back.
+                await asyncio.sleep(max(0.0, self._yield_until - time.monotonic()))
+                lease = await self._take(name, wait=False)
+                if lease is not None:
+                    return lease
+                if not blocked:
+                    blocked = True
+                    await self._count_blocked(+1)
+                await self._wait_freed(name)
+        finally:
+            if blocked:
+                await self._count_blocked(-1)
+
+    async def _take(self, name: str, wait: bool = True) -> Any:
+        """A slot of ``name`` (None when none is free and not ``wait``)."""
+        from prefect.exceptions import PrefectHTTPStatusError
+
+        client = await self._prefect()
+        while True:
+            try:
+                response = await client.increment_concurrency_slots_with_lease(
+                    names=[name], slots=1, mode="concurrency", lease_duration=LEASE_SECONDS
+                )
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code != 423:
+                    raise
+                if not wait:
+                    return None
+                await self._wait_freed(name)
+                continue
+            body = response.json()
+            lease = Lease(name, UUID(body["lease_id"]), time.monotonic() + LEASE_SECONDS)
+            self._held.add(lease)
+            if not any(limit["name"] == name for limit in body.get("limits", [])):
+                # The limit was deleted under us: the server counted nothing. Never run
+                # unlimited; create it again and take a real slot.
+                await self._release_now(lease)
+                self._ensured = False
+                await self._ensure()
+                continue
+            return lease
+
+    async def _wait_freed(self, name: str) -> None:
+        """Until this process frees a slot of ``name``, or one poll interval."""
+        freed = self._freed.setdefault(name, asyncio.Event())
+        freed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(freed.wait(), timeout=self.poll)
+
+    async def _count_blocked(self, change: int) -> None:
+        """Hold one 'waiting' slot while any acquire here waits for an in-flight slot."""
+        self._blocked += change
+        if self._blocked == 1 and change > 0 and not self._registered:
+            self._registered = True  # counted as ours from now, before the server sees it
+            self._waiting_lease = await self._take(self.waiting_name)
+        if self._blocked == 0 and self._waiting_lease is not None:
+            lease, self._waiting_lease = self._waiting_lease, None
+            await self._release_now(lease)
+            self._registered = self._waiting_lease is not None
+
+    async def _others_waiting(self) -> bool:
+        """Whether another process waits for an in-flight slot of the account."""
+        client = await self._prefect()
+        try:
+            limit = await client.read_global_concurrency_limit_by_name(self.waiting_name)
+        except Exception:
+            return False
+        return int(limit.active_slots) > (1 if self._registered else 0)
+
+    async def _release_now(self, lease: Lease) -> None:
+        if lease not in self._held:
+            return  # already given back
+        self._held.discard(lease)
+        self._pending.pop(lease.lease_id, None)
+        client = await self._prefect()
+        try:
+            await client.release_concurrency_slots_with_lease(lease.lease_id)
+        except Exception as exc:  # the lease expires by itself
+            log.warning("Could not release %s slot: %s: %s", lease.name, type(exc).__name__, exc)
+        if lease.name == self.in_flight_name and await self._others_waiting():
+            self._yield_until = time.monotonic() + 2 * self.poll
+        else:
+            self._freed.setdefault(lease.name, asyncio.Event()).set()
+
+    async def _release_after(self, lease: Lease, delay: float) -> None:
+        """Give ``lease`` back ``delay`` seconds from now, keeping it alive until then."""
+        due = time.monotonic() + delay
+        self._pending[lease.lease_id] = (due, lease)
+        if due + 5.0 > lease.expires:
+            await self._renew(lease, max(LEASE_SECONDS, delay + 10.0))
+        self._loop.call_later(delay, lambda: self._loop.create_task(self._release_now(lease)))
+
+    async def _renew(self, lease: Lease, seconds: float) -> None:
+        client = await self._prefect()
+        try:
+            await client.renew_concurrency_lease(lease.lease_id, lease_duration=seconds)
+            lease.expires = time.monotonic() + seconds
+        except Exception as exc:
+            log.warning("Could not renew %s slot: %s: %s", lease.name, type(exc).__name__, exc)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            now = time.monotonic()
+            for lease in list(self._held):
+                if lease.expires - now < LEASE_SECONDS - RENEW_EVERY + 1.0:
+                    pending = self._pending.get(lease.lease_id)
+                    seconds = LEASE_SECONDS if pending is None else pending[0] - now + 10.0
+                    await self._renew(lease, max(LEASE_SECONDS, seconds))
+
+    # -- the API for the account scheduler (any loop, any thread) ---------------------
+    async def take(self, name: str) -> Lease:
+        """Take one slot of limit ``name``, waiting while the server has none free.
+
+        If the caller is cancelled meanwhile, a slot the server grants anyway is given
+        back at once (not left to its lease).
+        """
+        future = asyncio.run_coroutine_threadsafe(self._acquire(name), self._loop)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            future.add_done_callback(self._give_back_granted)
+            raise
+
+    def _give_back_granted(self, future: Any) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self.release(future.result())
+
+    def release(self, lease: Lease, after: float = 0.0) -> None:
+        """Give ``lease`` back now, or ``after`` seconds from now."""
+        if after > 0:
+            self._submit(self._release_after(lease, after))
+        else:
+            self._submit(self._release_now(lease))
+
+    def _submit(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._loop.is_closed():
+            coro.close()
+            return
+        asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Give back every slot, waiting for the windows of recent calls to pass."""
+        if self._loop.is_closed() or not self._thread.is_alive():
+            return
+
+        async def drain() -> None:
+            while self._pending:
+                now = time.monotonic()
+                due, lease = min(self._pending.values(), key=lambda p: p[0])
+                if due > now:
+                    await asyncio.sleep(due - now)
+                await self._release_now(lease)
+            for lease in list(self._held):
+                await self._release_now(lease)
+            # Releases already under way (started by their timers) must reach the server
+            # before the loop stops.
+            others = asyncio.all_tasks() - {asyncio.current_task(), self._renewer}
+            if others:
+                await asyncio.wait(others, timeout=10.0)
+
+        try:
+            asyncio.run_coroutine_threadsafe(drain(), self._loop).result(timeout)
+        except Exception as exc:
+            log.warning("Slots left to expire on the server: %s", exc)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def later(self, delay: float, callback: Any) -> None:
+        """Call ``callback()`` on the background thread ``delay`` seconds from now."""
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._loop.call_later, delay, callback)
