@@ -1,0 +1,136 @@
+"""One poll scheduler per account: when to spend a status call on which prediction.
+
+Each prediction in flight is polled when the learned latency distribution
+(:mod:`fashn_prefect.scheduler.latency`) says the chance that it completed since its
+last poll has reached :data:`STEP_PROBABILITY`; the first poll comes at the
+:data:`FIRST_QUANTILE` of the distribution. Every poll due therefore has about the same
+chance of finding a finished prediction, and the account's status budget goes to the
+predictions most likely to have completed, never evenly. Polls are never closer than the
+account's status budget allows for the predictions being polled together, and every call
+still goes through the account's status window (which also holds this run's share of it
+when runs share the account across processes).
+
+When the API shows ``in_queue`` and then ``processing``, the rest of the wait is
+predicted from the processing time alone, since the queue time is what load determines.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fashn_prefect.scheduler.latency import LatencyBook, LatencyKey
+from fashn_prefect.scheduler.limits import RateLimit
+
+__all__ = ["PollScheduler", "PredictionPolls", "forget_learned_latency", "poll_scheduler"]
+
+FIRST_QUANTILE = 0.1
+"""The first poll comes when one prediction in ten of this kind has finished."""
+STEP_PROBABILITY = 0.3
+"""Each later poll comes when the chance of finding it finished since the last one reaches this."""
+TAIL = 0.97
+"""Past this quantile, polls back off by :data:`BACKOFF` of the time already waited."""
+BACKOFF = 0.1
+MAX_STEP = 30.0
+CENSORED = 0.75
+"""A prediction already finished at its first poll took *at most* that long; it is recorded
+as this fraction of it, so the estimate moves down until polls catch predictions running."""
+QUEUED = frozenset({"starting", "in_queue"})
+
+
+class PredictionPolls:
+    """The polls of one prediction; times are emulated seconds since its submission."""
+
+    def __init__(self, book: LatencyBook, key: LatencyKey) -> None:
+        self.book = book
+        self.key = key
+        self.last_poll: float | None = None
+        self.last_status: str | None = None
+        self.processing_since: float | None = None
+        self.polls = 0
+
+    def next_poll(self, min_step: float) -> float:
+        """When to poll next, at least ``min_step`` after the last poll."""
+        last = self.last_poll
+        if self.processing_since is not None:
+            estimate, origin = self.book.processing(self.key), self.processing_since
+        else:
+            estimate, origin = self.book.total(self.key), 0.0
+        if last is None:
+            target = origin + estimate.quantile(FIRST_QUANTILE)
+        else:
+            done = estimate.cdf(last - origin)
+            if done >= TAIL:
+                target = last + min(BACKOFF * last, MAX_STEP)
+            else:
+                target = origin + estimate.quantile(done + STEP_PROBABILITY * (1.0 - done))
+        earliest = (last if last is not None else 0.0) + min_step
+        return max(target, earliest)
+
+    def seen(self, elapsed: float, status: str, terminal: bool) -> None:
+        """Record a poll's answer at ``elapsed``; a terminal one feeds the latency estimate."""
+        previous, previous_status = self.last_poll, self.last_status
+        self.last_poll, self.last_status = elapsed, status
+        self.polls += 1
+        if status == "processing" and previous is not None and previous_status in QUEUED:
+            self.processing_since = (previous + elapsed) / 2
+        if not terminal:
+            return
+        total = elapsed * CENSORED if previous is None else (previous + elapsed) / 2
+        processing = None
+        if self.processing_since is not None:
+            processing = total - self.processing_since
+        self.book.observe(self.key, total, processing if processing and processing > 0 else None)
+
+
+class PollScheduler:
+    """The account's learned latencies and the predictions it is polling, in this process."""
+
+    def __init__(self) -> None:
+        self.book = LatencyBook()
+        self._lock = threading.Lock()
+        self._polling = 0
+        self.seeded: set[str] = set()
+
+    @property
+    def polling(self) -> int:
+        """Predictions being waited for right now."""
+        return self._polling
+
+    @contextmanager
+    def track(self, key: LatencyKey) -> Iterator[PredictionPolls]:
+        """Follow one prediction's polls for the block."""
+        with self._lock:
+            self._polling += 1
+        try:
+            yield PredictionPolls(self.book, key)
+        finally:
+            with self._lock:
+                self._polling -= 1
+
+    def min_step(self, status: RateLimit) -> float:
+        """The closest two polls of one prediction may be, in ``status``'s seconds, so that
+        every prediction being polled fits in the status budget together."""
+        return max(1, self._polling) * status.seconds / status.requests
+
+
+_SCHEDULERS: weakref.WeakKeyDictionary[object, PollScheduler] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def poll_scheduler(account: object) -> PollScheduler:
+    """The poll scheduler of ``account`` (its :class:`AccountScheduler`, or the run's limiter
+    when there is none), created on first use."""
+    with _LOCK:
+        scheduler = _SCHEDULERS.get(account)
+        if scheduler is None:
+            scheduler = _SCHEDULERS[account] = PollScheduler()
+        return scheduler
+
+
+def forget_learned_latency() -> None:
+    """Drop every account's learned latencies (benchmarks compare runs from a clean start)."""
+    with _LOCK:
+        _SCHEDULERS.clear()
