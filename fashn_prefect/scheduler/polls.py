@@ -28,7 +28,7 @@ __all__ = ["PollScheduler", "PredictionPolls", "forget_learned_latency", "poll_s
 
 FIRST_QUANTILE = 0.1
 """The first poll comes when one prediction in ten of this kind has finished."""
-STEP_PROBABILITY = 0.3
+STEP_PROBABILITY = 0.2
 """Each later poll comes when the chance of finding it finished since the last one reaches this."""
 TAIL = 0.97
 """Past this quantile, polls back off by :data:`BACKOFF` of the time already waited."""
