@@ -47,8 +47,9 @@ bench: install
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/planning.py
+	$(BIN)/python benchmarks/latency.py
 	cat benchmarks/results/throughput.md benchmarks/results/overhead.md \
-		benchmarks/results/planning.md > benchmarks/results/latest.md
+		benchmarks/results/planning.md benchmarks/results/latency.md > benchmarks/results/latest.md
 	@echo "Tables saved to benchmarks/results/latest.md"
 
 emulator: install

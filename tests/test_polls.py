@@ -99,10 +99,13 @@ def test_polls_come_closer_where_completions_are_due_and_back_off_past_them() ->
         times.append(t)
         polls.seen(t, "processing", terminal=False)
     steps = [b - a for a, b in itertools.pairwise(times)]
-    inside = [s for a, s in zip(times, steps, strict=False) if a < 10.0]
+    inside = [s for a, s in zip(times, steps, strict=False) if a < 9.8]
     past = [s for a, s in zip(times, steps, strict=False) if a > 10.0]
     assert times[0] >= 8.0
-    assert 3 <= len(inside) <= 12 and all(s < 1.0 for s in inside), "short steps in 8-10 s"
+    assert all(s < 0.5 for s in inside), "short steps where completions are due"
+    # A prediction finishing anywhere in 8-10 s is found within about six status calls.
+    calls = [1 + sum(1 for t in times if t < 8.0 + 2.0 * k / 20) for k in range(21)]
+    assert sum(calls) / len(calls) <= 6.0
     assert past == sorted(past) and past[-1] > 1.0, "past the range polls back off"
 
 
@@ -140,16 +143,19 @@ def test_after_queue_to_processing_the_wait_follows_the_processing_time() -> Non
     polls.seen(30.0, "in_queue", terminal=False)
     polls.seen(32.0, "processing", terminal=False)
     assert polls.processing_since == pytest.approx(31.0)
-    assert polls.next_poll(min_step=0.0) == pytest.approx(35.0, abs=0.5)
+    assert 32.0 < polls.next_poll(min_step=0.0) <= 35.0 + 0.5
     polls.seen(35.0, "completed", terminal=True)
     assert book.processing(KEY).samples[-1] == pytest.approx((32.0 + 35.0) / 2 - 31.0)
 
 
-def test_the_budget_is_shared_by_every_prediction_being_polled() -> None:
+def test_the_budget_is_shared_by_the_predictions_already_due() -> None:
     scheduler = PollScheduler()
     status = RateLimit(50, 10.0)
     assert scheduler.min_step(status) == pytest.approx(0.2)
-    with scheduler.track(KEY), scheduler.track(KEY), scheduler.track(KEY):
+    with scheduler.track(KEY) as a, scheduler.track(KEY) as b, scheduler.track(KEY):
         assert scheduler.polling == 3
-        assert scheduler.min_step(status) == pytest.approx(0.6)
+        assert scheduler.min_step(status) == pytest.approx(0.2), "none is due yet"
+        a.seen(12.0, "processing", terminal=False)
+        b.seen(12.5, "in_queue", terminal=False)
+        assert scheduler.min_step(status) == pytest.approx(0.4), "two share the budget"
     assert scheduler.polling == 0

@@ -26,15 +26,22 @@ from fashn_prefect.scheduler.limits import RateLimit
 
 __all__ = ["PollScheduler", "PredictionPolls", "forget_learned_latency", "poll_scheduler"]
 
-FIRST_QUANTILE = 0.1
-"""The first poll comes when one prediction in ten of this kind has finished."""
+FIRST_QUANTILE = 0.05
+"""The first poll comes when one prediction in twenty of this kind has finished."""
 STEP_PROBABILITY = 0.2
-"""Each later poll comes when the chance of finding it finished since the last one reaches this."""
-TAIL = 0.97
+"""Each later poll comes when the chance of finding it finished since the last one reaches
+this; but never sooner than 1/(2 x :data:`BODY_POLLS`) of the likely range, nor later than
+1/:data:`BODY_POLLS` of it."""
+BODY_POLLS = 6
+"""At most this many polls across the 5-95 % range of the latency: a short wait at the
+densest part of the distribution, about 4-6 status calls per prediction in all."""
+TAIL = 0.95
 """Past this quantile, polls back off by :data:`BACKOFF` of the time already waited."""
 BACKOFF = 0.1
 MAX_STEP = 30.0
-CENSORED = 0.75
+MIN_SPREAD = 0.2
+"""The likely range is taken as at least this fraction of the median latency."""
+CENSORED = 0.6
 """A prediction already finished at its first poll took *at most* that long; it is recorded
 as this fraction of it, so the estimate moves down until polls catch predictions running."""
 QUEUED = frozenset({"starting", "in_queue"})
@@ -65,7 +72,12 @@ class PredictionPolls:
             if done >= TAIL:
                 target = last + min(BACKOFF * last, MAX_STEP)
             else:
-                target = origin + estimate.quantile(done + STEP_PROBABILITY * (1.0 - done))
+                likely = max(
+                    estimate.quantile(0.95) - estimate.quantile(0.05),
+                    MIN_SPREAD * estimate.quantile(0.5),
+                )
+                step = origin + estimate.quantile(done + STEP_PROBABILITY * (1 - done)) - last
+                target = last + min(max(step, likely / (2 * BODY_POLLS)), likely / BODY_POLLS)
         earliest = (last if last is not None else 0.0) + min_step
         return max(target, earliest)
 
@@ -91,29 +103,33 @@ class PollScheduler:
     def __init__(self) -> None:
         self.book = LatencyBook()
         self._lock = threading.Lock()
-        self._polling = 0
+        self._tracked: set[PredictionPolls] = set()
         self.seeded: set[str] = set()
 
     @property
     def polling(self) -> int:
         """Predictions being waited for right now."""
-        return self._polling
+        return len(self._tracked)
 
     @contextmanager
     def track(self, key: LatencyKey) -> Iterator[PredictionPolls]:
         """Follow one prediction's polls for the block."""
+        prediction = PredictionPolls(self.book, key)
         with self._lock:
-            self._polling += 1
+            self._tracked.add(prediction)
         try:
-            yield PredictionPolls(self.book, key)
+            yield prediction
         finally:
             with self._lock:
-                self._polling -= 1
+                self._tracked.discard(prediction)
 
     def min_step(self, status: RateLimit) -> float:
         """The closest two polls of one prediction may be, in ``status``'s seconds, so that
-        every prediction being polled fits in the status budget together."""
-        return max(1, self._polling) * status.seconds / status.requests
+        the predictions already due (polled at least once) fit in the status budget
+        together; those not yet due leave their share to them."""
+        with self._lock:
+            due = sum(1 for p in self._tracked if p.polls > 0)
+        return max(1, due) * status.seconds / status.requests
 
 
 _SCHEDULERS: weakref.WeakKeyDictionary[object, PollScheduler] = weakref.WeakKeyDictionary()
