@@ -6,6 +6,7 @@ and checks where the next poll lands.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import pytest
@@ -159,3 +160,16 @@ def test_the_budget_is_shared_by_the_predictions_already_due() -> None:
         b.seen(12.5, "in_queue", terminal=False)
         assert scheduler.min_step(status) == pytest.approx(0.4), "two share the budget"
     assert scheduler.polling == 0
+
+
+def test_a_longer_latency_affords_more_polls_within_the_budget() -> None:
+    scheduler = PollScheduler()
+    status = RateLimit(50, 10.0)
+    short, long = ("m", 4.0, 6.0), ("m", 16.0, 24.0)
+    with contextlib.ExitStack() as stack:
+        for key in (short, short, short, long, long, long):
+            stack.enter_context(scheduler.track(key))
+        few, many = scheduler.body_polls(status, short), scheduler.body_polls(status, long)
+    assert few < many
+    # 6 predictions at 5 calls/s: one every 1.2 s each; 20 s of latency affords ~16.
+    assert many <= 0.8 * 20.0 / 1.2 + 0.5

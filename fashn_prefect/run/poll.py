@@ -107,7 +107,8 @@ async def _wait_learned(
     with polls.track(key) as prediction:
         while True:
             min_step = polls.min_step(status_limit) / scale
-            next_poll = started + prediction.next_poll(min_step) * scale
+            body = polls.body_polls(status_limit, key, scale)
+            next_poll = started + prediction.next_poll(min_step, body) * scale
             now = time.monotonic()
             if next_poll > now:
                 await asyncio.sleep(next_poll - now)

@@ -33,8 +33,11 @@ STEP_PROBABILITY = 0.2
 this; but never sooner than 1/(2 x :data:`BODY_POLLS`) of the likely range, nor later than
 1/:data:`BODY_POLLS` of it."""
 BODY_POLLS = 6
-"""At most this many polls across the 5-95 % range of the latency: a short wait at the
-densest part of the distribution, about 4-6 status calls per prediction in all."""
+"""At least this many polls across the 5-95 % range of the latency (about 4-6 status
+calls per prediction in all); more when the status budget affords them."""
+MAX_BODY_POLLS = 24
+SPEND = 0.8
+"""The share of the status budget the body polls plan to use (the rest is headroom)."""
 TAIL = 0.95
 """Past this quantile, polls back off by :data:`BACKOFF` of the time already waited."""
 BACKOFF = 0.1
@@ -58,8 +61,9 @@ class PredictionPolls:
         self.processing_since: float | None = None
         self.polls = 0
 
-    def next_poll(self, min_step: float) -> float:
-        """When to poll next, at least ``min_step`` after the last poll."""
+    def next_poll(self, min_step: float, body_polls: float = BODY_POLLS) -> float:
+        """When to poll next, at least ``min_step`` after the last poll; ``body_polls``
+        polls at most across the likely range (more when the status budget affords them)."""
         last = self.last_poll
         if self.processing_since is not None:
             estimate, origin = self.book.processing(self.key), self.processing_since
@@ -77,7 +81,7 @@ class PredictionPolls:
                     MIN_SPREAD * estimate.quantile(0.5),
                 )
                 step = origin + estimate.quantile(done + STEP_PROBABILITY * (1 - done)) - last
-                target = last + min(max(step, likely / (2 * BODY_POLLS)), likely / BODY_POLLS)
+                target = last + min(max(step, likely / (2 * body_polls)), likely / body_polls)
         earliest = (last if last is not None else 0.0) + min_step
         return max(target, earliest)
 
@@ -122,6 +126,15 @@ class PollScheduler:
         finally:
             with self._lock:
                 self._tracked.discard(prediction)
+
+    def body_polls(self, status: RateLimit, key: LatencyKey, scale: float = 1.0) -> float:
+        """How many polls across the likely range the status budget affords each
+        prediction being polled (``status`` in real seconds, ``scale`` real s per emulated
+        s): :data:`SPEND` of its fair share over a typical latency, at least
+        :data:`BODY_POLLS`, at most :data:`MAX_BODY_POLLS`."""
+        per_second = status.requests / status.seconds * scale
+        affordable = SPEND * per_second * self.book.total(key).quantile(0.5) / max(1, self.polling)
+        return min(max(affordable, BODY_POLLS), MAX_BODY_POLLS)
 
     def min_step(self, status: RateLimit) -> float:
         """The closest two polls of one prediction may be, in ``status``'s seconds, so that
