@@ -173,3 +173,18 @@ def test_a_longer_latency_affords_more_polls_within_the_budget() -> None:
     assert few < many
     # 6 predictions at 5 calls/s: one every 1.2 s each; 20 s of latency affords ~16.
     assert many <= 0.8 * 20.0 / 1.2 + 0.5
+
+
+def test_the_emulator_can_be_told_the_true_latency() -> None:
+    from fashn_prefect.emulator.config import EmulatorConfig
+    from fashn_prefect.emulator.processing import scaled_latency
+
+    documented = (4.0, 6.0)
+    assert scaled_latency(EmulatorConfig(), 0, documented) == documented, "off by default"
+    half = EmulatorConfig(latency_multiplier=0.5)
+    assert scaled_latency(half, 0, documented) == (2.0, 3.0)
+    drift = EmulatorConfig(latency_multiplier_after=(10, 2.0))
+    assert scaled_latency(drift, 9, documented) == documented
+    assert scaled_latency(drift, 10, documented) == (8.0, 12.0)
+    with pytest.raises(ValueError):
+        EmulatorConfig(latency_multiplier=0.0)
