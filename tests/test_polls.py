@@ -95,19 +95,19 @@ def test_polls_come_closer_where_completions_are_due_and_back_off_past_them() ->
         book.observe(KEY, 8.0 + 2.0 * (i / (WINDOW - 1)))  # 8-10 s
     polls = _polls(book)
     times: list[float] = []
-    while not times or times[-1] < 13.0:
+    while not times or times[-1] < 20.0:
         t = polls.next_poll(min_step=0.1)
         times.append(t)
         polls.seen(t, "processing", terminal=False)
     steps = [b - a for a, b in itertools.pairwise(times)]
     inside = [s for a, s in zip(times, steps, strict=False) if a < 9.8]
-    past = [s for a, s in zip(times, steps, strict=False) if a > 10.0]
+    past = [s for a, s in zip(times, steps, strict=False) if a > 10.2]
     assert times[0] >= 8.0
     assert all(s < 0.5 for s in inside), "short steps where completions are due"
     # A prediction finishing anywhere in 8-10 s is found within about six status calls.
     calls = [1 + sum(1 for t in times if t < 8.0 + 2.0 * k / 20) for k in range(21)]
     assert sum(calls) / len(calls) <= 6.0
-    assert past == sorted(past) and past[-1] > 1.0, "past the range polls back off"
+    assert past == sorted(past) and past[-1] > 1.5 * past[0], "past the range polls back off"
 
 
 def test_polls_never_come_closer_than_the_budget_allows() -> None:

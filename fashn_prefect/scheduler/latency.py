@@ -31,7 +31,7 @@ __all__ = [
     "latency_key",
 ]
 
-WINDOW = 24
+WINDOW = 16
 """Observations kept per kind; older ones are forgotten, so a drift is followed."""
 PRIOR_POINTS = 5
 """Pseudo-observations spread over the documented range, replaced one by one by real ones."""

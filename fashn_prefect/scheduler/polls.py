@@ -39,12 +39,11 @@ MAX_BODY_POLLS = 24
 SPEND = 0.8
 """The share of the status budget the body polls plan to use (the rest is headroom)."""
 TAIL = 0.95
-"""Past this quantile, polls back off by :data:`BACKOFF` of the time already waited."""
-BACKOFF = 0.1
+"""Past this quantile, polls back off in proportion to how late the prediction is."""
 MAX_STEP = 30.0
 MIN_SPREAD = 0.2
 """The likely range is taken as at least this fraction of the median latency."""
-CENSORED = 0.6
+CENSORED = 0.5
 """A prediction already finished at its first poll took *at most* that long; it is recorded
 as this fraction of it, so the estimate moves down until polls catch predictions running."""
 QUEUED = frozenset({"starting", "in_queue"})
@@ -73,15 +72,19 @@ class PredictionPolls:
             target = origin + estimate.quantile(FIRST_QUANTILE)
         else:
             done = estimate.cdf(last - origin)
+            likely = max(
+                estimate.quantile(0.95) - estimate.quantile(0.05),
+                MIN_SPREAD * estimate.quantile(0.5),
+            )
+            body_step = likely / body_polls
             if done >= TAIL:
-                target = last + min(BACKOFF * last, MAX_STEP)
+                # Late: widen the body's step gently with the lateness, so a drift to a
+                # slower API still finds predictions soon after they finish.
+                late = (last - origin - estimate.quantile(TAIL)) / estimate.quantile(0.5)
+                target = last + min(body_step * (1.0 + max(late, 0.0)), MAX_STEP)
             else:
-                likely = max(
-                    estimate.quantile(0.95) - estimate.quantile(0.05),
-                    MIN_SPREAD * estimate.quantile(0.5),
-                )
                 step = origin + estimate.quantile(done + STEP_PROBABILITY * (1 - done)) - last
-                target = last + min(max(step, likely / (2 * body_polls)), likely / body_polls)
+                target = last + min(max(step, body_step / 2), body_step)
         earliest = (last if last is not None else 0.0) + min_step
         return max(target, earliest)
 
