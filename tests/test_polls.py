@@ -26,8 +26,8 @@ KEY = ("tryon-v1.6", 12.0, 17.0)
 
 def test_the_estimate_starts_from_the_documented_range() -> None:
     estimate = LatencyEstimate((12.0, 17.0))
-    assert 12.0 <= estimate.quantile(0.0) < estimate.quantile(0.5) < estimate.quantile(1.0) <= 17.0
-    assert estimate.cdf(11.0) == 0.0 and estimate.cdf(18.0) == 1.0
+    assert 6.0 <= estimate.quantile(0.0) < estimate.quantile(0.5) < estimate.quantile(1.0) <= 17.0
+    assert estimate.cdf(5.0) == 0.0 and estimate.cdf(18.0) == 1.0
 
 
 def test_observations_replace_the_documented_range() -> None:
@@ -79,7 +79,7 @@ def test_first_poll_comes_when_one_in_ten_could_be_done() -> None:
     polls = _polls()
     first = polls.next_poll(min_step=0.0)
     assert first == pytest.approx(LatencyBook().total(KEY).quantile(FIRST_QUANTILE))
-    assert 12.0 <= first < 13.0
+    assert 6.0 <= first < 12.0, "it might be faster than documented"
 
 
 def test_learned_fast_latency_brings_the_first_poll_forward() -> None:

@@ -2,9 +2,10 @@
 
 One :class:`LatencyEstimate` per (model, mode / resolution / duration), keyed by the
 model name and the catalogue's documented range for those inputs (inputs with the same
-documented range are expected to take as long). It starts from the documented range and
-is then fed the latencies this process observes, so it follows the API when it runs
-faster or slower than documented, or drifts during a run.
+documented range are expected to take as long). It starts from the documented range
+(reaching down to half its low end) and is then fed the latencies this process
+observes, so it follows the API when it runs faster or slower than documented, or drifts
+during a run.
 
 Robust by construction: the estimate is the empirical distribution of the most recent
 :data:`WINDOW` observations (quantiles, never a mean), so a few outliers move only the
@@ -35,6 +36,10 @@ WINDOW = 16
 """Observations kept per kind; older ones are forgotten, so a drift is followed."""
 PRIOR_POINTS = 5
 """Pseudo-observations spread over the documented range, replaced one by one by real ones."""
+PRIOR_LOW = 0.5
+"""The prior reaches down to this fraction of the documented low end: a shared GPU service
+is often faster than documented, and finding that out costs a few early polls, where
+assuming it is not costs whole seconds of idle slots for the first predictions."""
 UNKNOWN_LATENCY = (1.0, 60.0)
 
 LatencyKey = tuple[str, float, float]
@@ -71,6 +76,7 @@ class LatencyEstimate:
     def _points(self) -> list[float]:
         if self._sorted is None:
             low, high = self.documented
+            low *= PRIOR_LOW
             prior = max(0, PRIOR_POINTS - len(self.samples))
             points = [low + (high - low) * (i + 0.5) / prior for i in range(prior)]
             self._sorted = sorted([*points, *self.samples])
