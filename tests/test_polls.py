@@ -188,3 +188,11 @@ def test_the_emulator_can_be_told_the_true_latency() -> None:
     assert scaled_latency(drift, 10, documented) == (8.0, 12.0)
     with pytest.raises(ValueError):
         EmulatorConfig(latency_multiplier=0.0)
+
+
+def test_a_failure_does_not_teach_the_latency() -> None:
+    book = LatencyBook()
+    polls = _polls(book)
+    polls.seen(3.0, "processing", terminal=False)
+    polls.seen(4.0, "failed", terminal=True)
+    assert book.total(KEY).observed == 0

@@ -89,14 +89,14 @@ class PredictionPolls:
         return max(target, earliest)
 
     def seen(self, elapsed: float, status: str, terminal: bool) -> None:
-        """Record a poll's answer at ``elapsed``; a terminal one feeds the latency estimate."""
+        """Record a poll's answer at ``elapsed``; a completion feeds the latency estimate."""
         previous, previous_status = self.last_poll, self.last_status
         self.last_poll, self.last_status = elapsed, status
         self.polls += 1
         if status == "processing" and previous is not None and previous_status in QUEUED:
             self.processing_since = (previous + elapsed) / 2
-        if not terminal:
-            return
+        if not terminal or status != "completed":
+            return  # a failure's latency (e.g. a bad image fails at once) says nothing
         total = elapsed * CENSORED if previous is None else (previous + elapsed) / 2
         processing = None
         if self.processing_since is not None:
