@@ -41,16 +41,17 @@ demo: install
 	$(BIN)/fashn-prefect demo
 
 # Benchmarks (each prints a Markdown table); all tables are also kept in
-# benchmarks/results/latest.md (gitignored). About 14 minutes on 2 cores.
+# benchmarks/results/latest.md (gitignored). About 18 minutes on 2 cores.
 bench: install
 	@mkdir -p benchmarks/results
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/planning.py
 	$(BIN)/python benchmarks/shared_limits.py
+	$(BIN)/python benchmarks/latency.py
 	cat benchmarks/results/throughput.md benchmarks/results/overhead.md \
 		benchmarks/results/planning.md benchmarks/results/shared_limits.md \
-		> benchmarks/results/latest.md
+		benchmarks/results/latency.md > benchmarks/results/latest.md
 	@echo "Tables saved to benchmarks/results/latest.md"
 
 emulator: install

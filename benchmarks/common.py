@@ -113,7 +113,7 @@ def _serve_emulator(config_json: str) -> None:
     from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
 
     raw = json.loads(config_json)
-    for key in ("run_limit", "status_limit", "credits_limit"):
+    for key in ("run_limit", "status_limit", "credits_limit", "latency_multiplier_after"):
         if key in raw:
             raw[key] = tuple(raw[key])
     server = EmulatorServer(EmulatorConfig(**raw)).start()

@@ -60,7 +60,7 @@ from .config import EmulatorConfig, key_id
 from .faults import FaultInjector, runtime_message
 from .inputs import field_words, is_loopback_host
 from .limits import SlidingWindowLimiter
-from .processing import draw_schedule, envelope, output_mime, run_prediction
+from .processing import draw_schedule, envelope, output_mime, run_prediction, scaled_latency
 from .state import ACTIVE_STATUSES, EmulatorState, Prediction
 from .transport import DropConnectionMiddleware, request_drop
 
@@ -178,6 +178,7 @@ class Emulator:
             latency = catalogue.expected_latency(model_name, inputs)
         except Exception:
             latency = (5.0, 15.0)
+        latency = scaled_latency(self.config, seq, latency)
         now = self.clock.now()
         t_queue, t_processing, t_end = draw_schedule(rng, now, latency)
         injected = self.faults.draw_runtime_failure(rng)

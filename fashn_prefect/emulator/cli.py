@@ -40,6 +40,10 @@ def emulator_command(
         float, typer.Option(help="Real seconds per emulated second (0.01 = 100x faster).")
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for latencies and fault decisions.")] = 0,
+    latency_multiplier: Annotated[
+        float,
+        typer.Option(help="Processing takes this many times the documented latency (default 1)."),
+    ] = 1.0,
     credits: Annotated[int, typer.Option(help="Starting on-demand credit balance.")] = 1_000_000,
     subscription_credits: Annotated[int, typer.Option(help="Starting subscription credits.")] = 0,
     max_in_flight: Annotated[
@@ -147,6 +151,7 @@ def emulator_command(
         subscription_credits=subscription_credits,
         on_demand_credits=credits,
         time_scale=time_scale,
+        latency_multiplier=latency_multiplier,
         seed=seed,
         max_in_flight=max_in_flight,
         validation="runtime" if validation == "runtime" else "sync",

@@ -89,12 +89,22 @@ class EmulatorConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     send_retry_after: bool = True
     """Send ``Retry-After`` (real seconds, possibly fractional) on 429 RateLimitExceeded."""
+    latency_multiplier: float = 1.0
+    """Processing takes this many times the catalogue's documented latency (benchmarks of an
+    API running faster or slower than documented). Off (1.0) by default."""
+    latency_multiplier_after: tuple[int, float] | None = None
+    """``(n, m)``: from the ``n``-th prediction on, processing takes ``m`` times the documented
+    latency instead (a queue that fills up during a run). Off by default."""
 
     def __post_init__(self) -> None:
         if not self.api_keys:
             raise ValueError("EmulatorConfig.api_keys must not be empty")
         if self.time_scale <= 0:
             raise ValueError("EmulatorConfig.time_scale must be > 0")
+        if self.latency_multiplier <= 0 or (
+            self.latency_multiplier_after is not None and self.latency_multiplier_after[1] <= 0
+        ):
+            raise ValueError("EmulatorConfig latency multipliers must be > 0")
         if self.validation not in ("sync", "runtime"):
             raise ValueError("EmulatorConfig.validation must be 'sync' or 'runtime'")
 

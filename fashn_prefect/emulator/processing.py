@@ -1,7 +1,8 @@
 """The per-prediction worker: wait for ``processing``, load inputs, render outputs, finish.
 
 Timing choices ([UNCONFIRMED]): ``starting`` lasts 0.2-1.0 and ``in_queue`` 0.5-2.0 emulated
-seconds; processing takes a uniform draw from ``catalogue.expected_latency``. Input problems
+seconds; processing takes a uniform draw from ``catalogue.expected_latency`` (times the
+configured ``latency_multiplier``, 1 by default). Input problems
 (ImageLoadError, InputValidationError, however caused) fail 1 emulated second into processing (or
 at its end if shorter); other runtime failures (injected or marker-requested) fail at the
 scheduled end.
@@ -22,6 +23,7 @@ from PIL import Image
 from fashn_prefect.api import models as catalogue
 
 from .clock import EmulatedClock
+from .config import EmulatorConfig
 from .inputs import ImageLoadFailure, load_image
 from .media import (
     encode_image,
@@ -45,6 +47,17 @@ class RuntimeFailure(Exception):
         super().__init__(f"{name}: {message}")
         self.name = name
         self.message = message
+
+
+def scaled_latency(
+    config: EmulatorConfig, sequence_number: int, latency: tuple[float, float]
+) -> tuple[float, float]:
+    """The documented ``latency`` times the configured multiplier for this prediction."""
+    multiplier = config.latency_multiplier
+    after = config.latency_multiplier_after
+    if after is not None and sequence_number >= after[0]:
+        multiplier = after[1]
+    return (latency[0] * multiplier, latency[1] * multiplier)
 
 
 def draw_schedule(
