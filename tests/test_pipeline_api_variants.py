@@ -405,7 +405,9 @@ async def test_keys_of_one_account_share_its_in_flight_limit(tmp_path: Path) -> 
     finally:
         server.stop()
     assert stats["rejected"]["ConcurrencyLimitExceeded"] == 0
-    assert stats["peak_in_flight"] == 3
+    # Never past the account's limit; with a leased server slot per prediction on the
+    # test server's SQLite, whether it is reached exactly depends on the machine's load.
+    assert 2 <= stats["peak_in_flight"] <= 3
     assert len(stats["predictions"]) == 12
     for summary in summaries:
         assert {r["status"] for r in results(summary["results"])} == {"completed"}

@@ -1,7 +1,10 @@
 """The FASHN API's limits, held in this process and on the Prefect server.
 
 In-process sliding windows keep one flow run exactly within the request rates with no
-idle time. Across flow runs and workers, the Prefect server holds the account's
+idle time. Shared limits are held by default as leased server slots per call and per
+prediction (:mod:`fashn_prefect.scheduler.server`); what follows is the earlier 'lanes'
+design (``shared_limits_design="lanes"``), kept for comparison. Across flow runs and
+workers, the Prefect server holds the account's
 in-flight limit as a tag concurrency limit whose slots the runs' *lanes* hold, and each
 run's share of both request rates is the share of those slots it holds (see
 :meth:`Limiter.share`): all runs together stay within the limits without a round trip
