@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,12 +81,19 @@ async def test_rows_in_memory_run_like_a_manifest_with_row_named_task_runs(emu, 
     assert sorted(r["row_key"] for r in table) == sorted(rows["row_id"])
     assert all(r["output_uris"] for r in table)
     assert limit_rejections(emu.stats()) == {}
+    expected = {f"tryon SKU-{i:05d}" for i in range(8)} | {f"collect SKU-{i:05d}" for i in range(8)}
+    # Prefect records task runs from their events, a moment after they ran: read until
+    # every expected run is there (bounded), then compare.
+    names: set[str] = set()
     async with get_client() as client:
-        task_runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+        for _ in range(60):
+            task_runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+                )
             )
-        )
-    names = {t.name for t in task_runs}
-    assert {f"tryon SKU-{i:05d}" for i in range(8)} <= names
-    assert {f"collect SKU-{i:05d}" for i in range(8)} <= names
+            names = {t.name for t in task_runs}
+            if expected <= names:
+                break
+            await asyncio.sleep(0.5)
+    assert expected <= names
