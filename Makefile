@@ -41,7 +41,7 @@ demo: install
 	$(BIN)/fashn-prefect demo
 
 # Benchmarks (each prints a Markdown table); all tables are also kept in
-# benchmarks/results/latest.md (gitignored). About 18 minutes on 2 cores.
+# benchmarks/results/latest.md (gitignored). About 18 minutes on 2 cores before shared_limits.py and latency.py were added (not yet timed whole).
 bench: install
 	@mkdir -p benchmarks/results
 	$(BIN)/python benchmarks/throughput.py
