@@ -135,11 +135,12 @@ class AccountScheduler:
             raise
 
     def _give_back(self, held: Lease | None) -> None:
-        """Hand a server slot to a local waiter (within the hand-off budget) or return it."""
+        """Keep a server slot for this process's next prediction for a moment (unless it
+        has been handed on too often while another process waits), or return it."""
         if held is None or self.server is None:
             return
         with self._lock:
-            if self._waiting and held.handoffs < HANDOFFS:
+            if held.handoffs < HANDOFFS or not self.server.others_waiting:
                 held.handoffs += 1
                 self._spare.append(held)
                 self._changed.wake_all()

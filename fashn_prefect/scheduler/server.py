@@ -8,10 +8,11 @@ Three global concurrency limits per account, created on first use when absent:
 - ``fashn-<account>-status``: the same for ``GET /v1/status``.
 - ``fashn-<account>-in-flight`` (limit: the in-flight limit): one slot per prediction,
   renewed while it runs, given back the moment the prediction is seen terminal (a slot
-  freed while a local :class:`AccountScheduler` call waits may be handed to it, at most
-  :data:`HANDOFFS` times in a row). While another process waits for one (``-waiting``
-  counts them), a process that gave a slot back pauses two poll intervals before taking
-  one again, so no run is starved.
+  freed is kept for a moment for this process's next prediction, which then needs no
+  server round trip; while another process waits for one (``-waiting`` counts them,
+  watched every :data:`WATCH_SECONDS`), at most :data:`HANDOFFS` times in a row, and a
+  process that gave a slot back pauses two poll intervals before taking one again, so no
+  run is starved.
 
 Every slot is a lease. If the process dies, its slots come back by themselves when the
 lease expires (at most :data:`LEASE_SECONDS` after the last renewal) and the server's
@@ -19,7 +20,10 @@ repossessor runs (every ``server.services.repossessor.loop_seconds``, 15 s by de
 never earlier than the call's window, because a slot is renewed past its release time.
 
 All server traffic runs on one background thread with one Prefect client, so callers on
-any event loop or thread share it.
+any event loop or thread share it. A busy server (SQLite answers "database is locked" with a
+503 when two writes meet) is asked again after a few jittered milliseconds
+(:func:`_busy_retry`), not after the Prefect client's own back-off of 2, 4, 8... seconds,
+which left freed slots idle for seconds on every collision.
 """
 
 from __future__ import annotations
@@ -29,12 +33,16 @@ import atexit
 import contextlib
 import contextvars
 import logging
+import random
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 from uuid import UUID
+
+import httpx
 
 from fashn_prefect.scheduler.limits import ApiLimits
 
@@ -45,13 +53,54 @@ LEASE_SECONDS = 60.0
 RENEW_EVERY = 15.0
 """Seconds between renewals of the in-flight leases a process holds."""
 HANDOFFS = 2
-"""Times an in-flight slot may go from one local prediction to the next before it is
-given back to the server, where other processes' waiters can take it."""
+"""While another process waits, the times in a row an in-flight slot may go from one local
+prediction to the next before it is given back to the server for that process."""
+WATCH_SECONDS = 0.5
+"""How often a process holding in-flight slots checks whether another process waits."""
 WAITING_LIMIT = 10_000
 """Size of the limit whose slots count the processes waiting for an in-flight slot."""
 POLL_SECONDS = 0.1
 """How often a blocked acquire asks the server again (Prefect's own ``Retry-After`` can
 be up to 30 s, which leaves freed slots idle; see prefect issue #23183)."""
+BUSY_STATUS = frozenset({408, 429, 502, 503})
+"""Answers of a busy or restarting server: the same request is sent again."""
+BUSY_FIRST_PAUSE = 0.02
+BUSY_MAX_PAUSE = 1.0
+BUSY_GIVE_UP = 120.0
+"""Seconds of a server that stays busy (or unreachable) before a slot operation fails."""
+
+T = TypeVar("T")
+
+
+async def _busy_retry(call: Callable[[], Awaitable[T]], give_up: float = BUSY_GIVE_UP) -> T:
+    """``await call()``, asked again while the server answers busy or the connection drops.
+
+    Pauses start at :data:`BUSY_FIRST_PAUSE` and double (jittered) up to
+    :data:`BUSY_MAX_PAUSE`; a ``Retry-After`` the server sends is honoured. Every other
+    answer (a 423 for a full limit, a 404) is the caller's to handle.
+    """
+    pause = BUSY_FIRST_PAUSE
+    deadline = time.monotonic() + give_up
+    while True:
+        try:
+            return await call()
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code not in BUSY_STATUS or time.monotonic() > deadline:
+                raise
+            after = _seconds(exc.response.headers.get("Retry-After"))
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            after = 0.0
+        await asyncio.sleep(max(after, pause * random.uniform(0.5, 1.5)))
+        pause = min(pause * 2, BUSY_MAX_PAUSE)
+
+
+def _seconds(value: str | None) -> float:
+    try:
+        return min(max(float(value or 0), 0.0), 30.0)
+    except ValueError:
+        return 0.0
 
 
 def shared_limits_enabled(requested: bool | None) -> bool:
@@ -99,6 +148,8 @@ class ServerLimits:
         self._waiting_lease: Lease | None = None
         self._registered = False
         self._yield_until = 0.0
+        self.others_waiting = False
+        """Whether another process waited for an in-flight slot at the last look."""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._client: Any = None
@@ -108,7 +159,11 @@ class ServerLimits:
         self._ensured = False
         self._setup: asyncio.Lock | None = None
         self._renewer: asyncio.Task[None] | None = None
-        context = contextvars.copy_context()  # the creator's Prefect settings (API URL)
+        self._watcher: asyncio.Task[None] | None = None
+        # The creator's Prefect settings (API URL); replaced, on the thread, by the same
+        # settings without the client's own retries (see _main).
+        self._context = contextvars.copy_context()
+        context = self._context
         self._thread = threading.Thread(
             target=context.run, args=(self._main,), name="fashn-server-limits", daemon=True
         )
@@ -118,10 +173,21 @@ class ServerLimits:
 
     # -- background loop -------------------------------------------------------------
     def _main(self) -> None:
+        from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
         asyncio.set_event_loop(self._loop)
-        self._loop.call_soon(self._ready.set)
-        self._renewer = self._loop.create_task(self._renew_forever())
-        self._loop.run_forever()
+        # Busy answers are retried here at once (_busy_retry); the client's own back-off
+        # would wait seconds. Every coroutine on this loop runs in this context.
+        with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}):
+            self._context = contextvars.copy_context()
+            self._loop.call_soon(self._ready.set)
+            self._renewer = self._loop.create_task(self._renew_forever())
+            self._watcher = self._loop.create_task(self._watch_waiting())
+            self._loop.run_forever()
+
+    def _run_soon(self, coro: Coroutine[Any, Any, T]) -> Any:
+        """Schedule ``coro`` on the background loop, in its context; a concurrent future."""
+        return self._context.copy().run(asyncio.run_coroutine_threadsafe, coro, self._loop)
 
     async def _prefect(self) -> Any:
         if self._client is None:
@@ -148,7 +214,9 @@ class ServerLimits:
         client = await self._prefect()
         for name, size in self._sizes.items():
             try:
-                existing = await client.read_global_concurrency_limit_by_name(name)
+                existing = await _busy_retry(
+                    partial(client.read_global_concurrency_limit_by_name, name)
+                )
                 if existing.limit != size:
                     log.warning(
                         "Limit %s is %d on the server (configured %d); the lower one applies.",
@@ -161,13 +229,16 @@ class ServerLimits:
             except ObjectNotFound:
                 log.info("Creating the Prefect concurrency limit %s = %d", name, size)
                 try:
-                    await client.create_global_concurrency_limit(
-                        GlobalConcurrencyLimitCreate(name=name, limit=size)
+                    await _busy_retry(
+                        partial(
+                            client.create_global_concurrency_limit,
+                            GlobalConcurrencyLimitCreate(name=name, limit=size),
+                        )
                     )
                 except (ObjectAlreadyExists, PrefectHTTPStatusError):
                     # Another process created it first (SQLite answers 500 to the race):
                     # fine if it exists now, else the error stands.
-                    await client.read_global_concurrency_limit_by_name(name)
+                    await _busy_retry(partial(client.read_global_concurrency_limit_by_name, name))
 
     async def _acquire(self, name: str) -> Lease:
         await self._ensure()
@@ -196,8 +267,10 @@ class ServerLimits:
         client = await self._prefect()
         while True:
             try:
-                response = await client.increment_concurrency_slots_with_lease(
-                    names=[name], slots=1, mode="concurrency", lease_duration=LEASE_SECONDS
+                response = await _busy_retry(
+                    lambda: client.increment_concurrency_slots_with_lease(
+                        names=[name], slots=1, mode="concurrency", lease_duration=LEASE_SECONDS
+                    )
                 )
             except PrefectHTTPStatusError as exc:
                 if exc.response.status_code != 423:
@@ -240,7 +313,9 @@ class ServerLimits:
         """Whether another process waits for an in-flight slot of the account."""
         client = await self._prefect()
         try:
-            limit = await client.read_global_concurrency_limit_by_name(self.waiting_name)
+            limit = await _busy_retry(
+                lambda: client.read_global_concurrency_limit_by_name(self.waiting_name), 5.0
+            )
         except Exception:
             return False
         return int(limit.active_slots) > (1 if self._registered else 0)
@@ -252,10 +327,10 @@ class ServerLimits:
         self._pending.pop(lease.lease_id, None)
         client = await self._prefect()
         try:
-            await client.release_concurrency_slots_with_lease(lease.lease_id)
+            await _busy_retry(lambda: client.release_concurrency_slots_with_lease(lease.lease_id))
         except Exception as exc:  # the lease expires by itself
             log.warning("Could not release %s slot: %s: %s", lease.name, type(exc).__name__, exc)
-        if lease.name == self.in_flight_name and await self._others_waiting():
+        if lease.name == self.in_flight_name and self.others_waiting:
             self._yield_until = time.monotonic() + 2 * self.poll
         else:
             self._freed.setdefault(lease.name, asyncio.Event()).set()
@@ -271,10 +346,18 @@ class ServerLimits:
     async def _renew(self, lease: Lease, seconds: float) -> None:
         client = await self._prefect()
         try:
-            await client.renew_concurrency_lease(lease.lease_id, lease_duration=seconds)
+            await _busy_retry(
+                lambda: client.renew_concurrency_lease(lease.lease_id, lease_duration=seconds)
+            )
             lease.expires = time.monotonic() + seconds
         except Exception as exc:
             log.warning("Could not renew %s slot: %s: %s", lease.name, type(exc).__name__, exc)
+
+    async def _watch_waiting(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            holding = any(lease.name == self.in_flight_name for lease in self._held)
+            self.others_waiting = holding and await self._others_waiting()
 
     async def _renew_forever(self) -> None:
         while True:
@@ -293,7 +376,7 @@ class ServerLimits:
         If the caller is cancelled meanwhile, a slot the server grants anyway is given
         back at once (not left to its lease).
         """
-        future = asyncio.run_coroutine_threadsafe(self._acquire(name), self._loop)
+        future = self._run_soon(self._acquire(name))
         try:
             return await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
@@ -315,7 +398,7 @@ class ServerLimits:
         if self._loop.is_closed():
             coro.close()
             return
-        asyncio.run_coroutine_threadsafe(coro, self._loop)
+        self._run_soon(coro)
 
     def close(self, timeout: float = 120.0) -> None:
         """Give back every slot, waiting for the windows of recent calls to pass."""
@@ -333,12 +416,12 @@ class ServerLimits:
                 await self._release_now(lease)
             # Releases already under way (started by their timers) must reach the server
             # before the loop stops.
-            others = asyncio.all_tasks() - {asyncio.current_task(), self._renewer}
+            others = asyncio.all_tasks() - {asyncio.current_task(), self._renewer, self._watcher}
             if others:
                 await asyncio.wait(others, timeout=10.0)
 
         try:
-            asyncio.run_coroutine_threadsafe(drain(), self._loop).result(timeout)
+            self._run_soon(drain()).result(timeout)
         except Exception as exc:
             log.warning("Slots left to expire on the server: %s", exc)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -347,4 +430,6 @@ class ServerLimits:
     def later(self, delay: float, callback: Any) -> None:
         """Call ``callback()`` on the background thread ``delay`` seconds from now."""
         if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._loop.call_later, delay, callback)
+            self._loop.call_soon_threadsafe(
+                self._loop.call_later, delay, callback, context=self._context.copy()
+            )
