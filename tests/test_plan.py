@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fashn_prefect.run.plan import Job, make_plan
+from fashn_prefect.run.plan import Job, Plan, launch_order, make_plan
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.run.write import result_row, results_table, write_results
 from fashn_prefect.store.ledger import Attempt, Ledger, RowRecord
@@ -230,3 +230,26 @@ def test_a_ledger_record_without_read_permission_makes_its_row_ambiguous(tmp_pat
     finally:
         Path(ledger.path("row-1")).chmod(0o644)
     assert job.action == "ambiguous" and job.problem and "PermissionError" in job.problem
+
+
+def test_launch_order_starts_running_predictions_first_then_the_longest_jobs() -> None:
+    """Resumed predictions already take up the account's slots, so they get lanes before any
+    new submission; new ones start longest first, so short jobs fill the run's end."""
+    expected = {"short": 3.0, "long": 40.0, "mid": 12.0, "mid-too": 12.0}
+    jobs = [
+        Job(spec("short", row=1), "submit"),
+        Job(spec("long", row=2), "submit"),
+        Job(spec("done", row=3), "skip"),
+        Job(spec("mid", row=4), "submit"),
+        Job(spec("running", row=5), "resume"),
+        Job(spec("mid-too", row=6), "submit"),
+    ]
+    order = launch_order(Plan(jobs), lambda s: expected.get(s.row_key, 0.0))
+    assert [jobs[i].spec.row_key for i in order] == [
+        "done",
+        "running",
+        "long",
+        "mid",
+        "mid-too",
+        "short",
+    ]

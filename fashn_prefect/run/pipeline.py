@@ -50,14 +50,16 @@ from fashn_prefect.run.events import account_of, prediction_failed
 from fashn_prefect.run.manifest import Manifest, read_manifest, rows_manifest
 from fashn_prefect.run.observe import current_observer
 from fashn_prefect.run.outcome import budget_refused, judge_run, state_for
-from fashn_prefect.run.plan import Job, Plan, make_plan
-from fashn_prefect.run.poll import wait_for
+from fashn_prefect.run.plan import Job, Plan, launch_order, make_plan
+from fashn_prefect.run.poll import seed_from_results, wait_for
 from fashn_prefect.run.runtime import RunConfig, Runtime
 from fashn_prefect.run.submit import prepare, save_quietly, submit
 from fashn_prefect.run.validate import RowSpec, ValidationReport, validate_manifest
 from fashn_prefect.run.write import result_row, results_table, run_name, summarise, write_results
 from fashn_prefect.scheduler.account import account_scheduler
+from fashn_prefect.scheduler.latency import latency_key
 from fashn_prefect.scheduler.limits import ApiLimits, Lanes, Limiter, SharedLimits
+from fashn_prefect.scheduler.polls import poll_scheduler
 from fashn_prefect.scheduler.server import shared_limits_enabled
 from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.fs import bounded, is_storage_transport_error
@@ -582,6 +584,11 @@ async def _run_jobs(
                 sent = value
 
     tasks = row_tasks(rt)
+    polls = poll_scheduler(rt.limiter.account or rt.limiter)
+    await seed_from_results(rt, polls)
+
+    def expected(spec: RowSpec) -> float:
+        return polls.book.total(latency_key(spec.model_name, spec.inputs)).quantile(0.5)
 
     async def one(index: int) -> dict[str, Any]:
         row = await run_row(rt, tasks, index, ahead)
@@ -595,7 +602,7 @@ async def _run_jobs(
         return row
 
     async with lanes:
-        rows = list(await asyncio.gather(*(one(i) for i in range(total))))
+        rows = list(await asyncio.gather(*(one(i) for i in launch_order(plan, expected))))
     await report_progress()
     return rows
 

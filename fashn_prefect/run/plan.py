@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -63,6 +64,26 @@ class Plan:
     def estimated_credits(self) -> int:
         """Expected charge of the predictions this run will create or resume."""
         return sum(j.spec.estimated_credits for j in self.by_action("submit", "resume"))
+
+
+def launch_order(plan: Plan, expected_seconds: Callable[[RowSpec], float]) -> list[int]:
+    """Indexes of the plan's jobs in the order to start them.
+
+    Rows that need no prediction come first (they finish at once), then predictions
+    already running at the API (resumed: they take up the account's slots now), then new
+    submissions, longest expected latency first. Starting the longest jobs first
+    (longest-processing-time-first list scheduling) leaves short jobs to fill the slots at
+    the end of the run, instead of one long job running alone while the others sit idle.
+    Ties keep manifest order.
+    """
+    rank = {"resume": 1, "submit": 2}
+
+    def key(index: int) -> tuple[int, float]:
+        job = plan.jobs[index]
+        position = rank.get(job.action, 0)
+        return position, -expected_seconds(job.spec) if position == 2 else 0.0
+
+    return sorted(range(len(plan.jobs)), key=key)
 
 
 def make_plan(
