@@ -8,6 +8,11 @@ and the run-rate window, from the emulator's record of every prediction), 429s, 
 flight and idle-slot seconds. Times are emulated seconds (real seconds / time scale).
 
     .venv/bin/python benchmarks/shared_limits.py [--scale 0.2] [--rows 24] [--postgres]
+        [--baseline REV]
+
+``--baseline REV`` also runs every case with the package as it was at git revision REV
+(checked out into a temporary worktree and put first on ``PYTHONPATH`` of the run
+processes), so old and new code are compared in one run on one server.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -161,6 +167,7 @@ def run_processes(
     parts: list[list[Any]],
     command: str,
     extra: list[str],
+    code: Path | None = None,
 ) -> list[float]:
     """Start one CLI process per part at once; return each run's end (monotonic)."""
     procs = []
@@ -176,6 +183,8 @@ def run_processes(
             args += ["--shared-limits", "--shared-limits-design", design]
         args += ["--no-check-balance", *extra]
         env = server.env(FASHN_API_KEY=emu.api_key, FASHN_BASE_URL=emu.url)
+        if code is not None:  # the baseline's package, ahead of this checkout's
+            env["PYTHONPATH"] = str(code)
         log_file = (tmp / f"{output.name}.log").open("wb")
         procs.append((subprocess.Popen(args, env=env, stdout=log_file, stderr=log_file), output))
     ends = []
@@ -192,7 +201,14 @@ def run_processes(
 
 
 def scenario(
-    server: PrefectServer, tmp: Path, design: str, scale: float, runs: int, rows: int, chunk: int
+    server: PrefectServer,
+    tmp: Path,
+    design: str,
+    scale: float,
+    runs: int,
+    rows: int,
+    chunk: int,
+    code: Path | None = None,
 ) -> dict[str, Any]:
     """One scenario on a fresh emulator: ``runs`` concurrent runs (or a backfill if chunk)."""
     with EmulatorProcess(time_scale=scale, seed=17) as emu:
@@ -200,12 +216,20 @@ def scenario(
         if chunk:
             jobs = make_jobs(rows, urls, seed=5)
             ends = run_processes(
-                server, emu, tmp, design, scale, [jobs], "backfill", ["--chunk-size", str(chunk)]
+                server,
+                emu,
+                tmp,
+                design,
+                scale,
+                [jobs],
+                "backfill",
+                ["--chunk-size", str(chunk)],
+                code,
             )
         else:
             jobs = make_jobs(rows * runs, urls, seed=5)
             parts = [jobs[i::runs] for i in range(runs)]
-            ends = run_processes(server, emu, tmp, design, scale, parts, "run", [])
+            ends = run_processes(server, emu, tmp, design, scale, parts, "run", [], code)
         stats = emu.stats()
         end = emu.emulated(max(ends))
     predictions = stats["predictions"]
@@ -225,6 +249,19 @@ def scenario(
     }
 
 
+@contextlib.contextmanager
+def baseline(revision: str) -> Iterator[Path]:
+    """The repository at ``revision``, checked out into a temporary git worktree."""
+    repo = Path(__file__).resolve().parent.parent
+    path = Path(tempfile.mkdtemp(prefix="fashn-baseline-"))
+    git = ["git", "-C", str(repo)]
+    subprocess.run([*git, "worktree", "add", "--detach", str(path), revision], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(path)], check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=0.2, help="emulator time scale")
@@ -232,12 +269,14 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="Prefect server on PostgreSQL")
     parser.add_argument("--designs", default="off,lanes,leases")
     parser.add_argument("--cases", default="1,2,3,backfill", help="concurrent runs / backfill")
+    parser.add_argument("--baseline", default="", help="also run the code of this git revision")
     args = parser.parse_args()
     load = os.getloadavg()
     cases = [(1, args.rows) if c == "backfill" else (int(c), 0) for c in args.cases.split(",")]
     table = Table(
         f"Shared limits on a real Prefect server ({'PostgreSQL' if args.postgres else 'SQLite'})",
         [
+            "code",
             "design",
             "case",
             "jobs",
@@ -255,6 +294,9 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             database = stack.enter_context(Postgres()) if args.postgres else None
             server = stack.enter_context(PrefectServer(tmp / "home", database))
+            codes: list[tuple[str, Path | None]] = [("this checkout", None)]
+            if args.baseline:
+                codes.insert(0, (args.baseline, stack.enter_context(baseline(args.baseline))))
             for design in args.designs.split(","):
                 for runs, chunk in cases if design != "off" else [(1, 0)]:
                     rows = args.rows * 3 if chunk else args.rows
@@ -263,19 +305,21 @@ def main() -> None:
                         if chunk
                         else f"{runs} concurrent run{'s' if runs > 1 else ''} x {rows} rows"
                     )
-                    log(f"{design}: {case}")
-                    r = scenario(server, tmp, design, args.scale, runs, rows, chunk)
-                    table.add(
-                        design,
-                        case,
-                        r["jobs"],
-                        r["bound"],
-                        r["span"],
-                        r["efficiency"],
-                        r["429s"],
-                        r["peak"],
-                        r["idle"],
-                    )
+                    for label, code in codes if design != "off" else codes[-1:]:
+                        log(f"{label} / {design}: {case}")
+                        r = scenario(server, tmp, design, args.scale, runs, rows, chunk, code)
+                        table.add(
+                            label,
+                            design,
+                            case,
+                            r["jobs"],
+                            r["bound"],
+                            r["span"],
+                            r["efficiency"],
+                            r["429s"],
+                            r["peak"],
+                            r["idle"],
+                        )
     table.notes += [
         "Each run is a separate `fashn-prefect run` process (the backfill: one process, one "
         "subflow per chunk) against one `prefect server start`; all share one account.",
