@@ -7,7 +7,11 @@ thread-safe and not tied to an event loop, because Prefect may run mapped tasks 
 worker threads, each with its own loop. With shared limits on, it also takes a leased
 slot on the Prefect server for every call and every prediction
 (:class:`~fashn_prefect.scheduler.server.ServerLimits`), so processes that share the
-account stay within its limits together.
+account stay within its limits together. A call's server slot is taken *ahead*
+(:data:`AHEAD`): while one call runs, the slot for the next is already being taken, so the
+server round trip (and a busy server's pause) is off the path of a submission or a poll.
+A slot taken ahead counts on the server from when it is taken, so it can only make the
+account's windows stricter; one not used within a quarter of its window goes back at once.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppres
 from fashn_prefect.scheduler.limits import ApiLimits, RateLimit
 from fashn_prefect.scheduler.server import HANDOFFS, Lease, ServerLimits
 
-__all__ = ["AccountScheduler", "account_scheduler"]
+__all__ = ["AHEAD", "AccountScheduler", "account_scheduler"]
+
+AHEAD = {"run": 1, "status": 2}
+"""Server slots per kind of call that a process keeps taken ahead of its next calls."""
 
 
 class _Wakeups:
@@ -49,6 +56,15 @@ class _Wakeups:
 def _settle(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+class _Ahead:
+    """Server slots of one call limit taken ahead of the calls that will use them."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.ready: list[Lease] = []
+        self.taking = 0
 
 
 class _Window:
@@ -85,6 +101,7 @@ class AccountScheduler:
         self._spare: list[Lease] = []
         self._run = _Window(limits.run)
         self._status = _Window(limits.status)
+        self._ahead: dict[str, _Ahead] = {}
         self._leases: dict[str, tuple[float, Lease | None]] = {}
         self.peak_in_flight = 0
 
@@ -207,7 +224,8 @@ class AccountScheduler:
         held: Lease | None = None
         try:
             if self.server is not None:
-                held = await self.server.take(name)
+                held = self._taken_ahead(name) or await self.server.take(name)
+                self._take_ahead(name, window.limit.seconds / 4)
             yield
         finally:
             with self._lock:
@@ -217,6 +235,45 @@ class AccountScheduler:
             if held is not None and self.server is not None:
                 # The call counts on the server until one window after it finished.
                 self.server.release(held, after=window.limit.seconds)
+
+    def _taken_ahead(self, name: str) -> Lease | None:
+        with self._lock:
+            ahead = self._ahead.get(name)
+            return ahead.ready.pop(0) if ahead and ahead.ready else None
+
+    def _take_ahead(self, name: str, keep_unused: float) -> None:
+        """Start taking server slots of ``name`` until :data:`AHEAD` are ready or coming."""
+        server = self.server
+        if server is None:
+            return
+        kind, limit = (
+            ("run", self.limits.run) if name == server.run_name else ("status", self.limits.status)
+        )
+        with self._lock:
+            # Never more than a tenth of the limit ahead (none for a tiny limit).
+            ahead = self._ahead.setdefault(name, _Ahead(min(AHEAD[kind], limit.requests // 10)))
+            missing = ahead.depth - len(ahead.ready) - ahead.taking
+            ahead.taking += max(missing, 0)
+
+        def granted(lease: Lease | None) -> None:
+            with self._lock:
+                ahead.taking -= 1
+                if lease is None:
+                    return
+                ahead.ready.append(lease)
+            server.later(keep_unused, lambda: self._return_unused_ahead(ahead, lease))
+
+        for _ in range(missing):
+            server.take_soon(name, granted)
+
+    def _return_unused_ahead(self, ahead: _Ahead, lease: Lease) -> None:
+        """A slot taken ahead that no call used: give it back now (it counted nothing)."""
+        with self._lock:
+            if lease not in ahead.ready:
+                return
+            ahead.ready.remove(lease)
+        if self.server is not None:
+            self.server.release(lease)
 
     def run_call(self) -> AbstractAsyncContextManager[None]:
         """Hold a place for one ``POST /v1/run`` in the account's run window."""

@@ -383,6 +383,20 @@ class ServerLimits:
             future.add_done_callback(self._give_back_granted)
             raise
 
+    def take_soon(self, name: str, granted: Callable[[Lease | None], None]) -> None:
+        """Take one slot of limit ``name`` in the background and call ``granted(lease)`` on
+        the background thread once the server grants it (``granted(None)`` if it fails)."""
+
+        async def take() -> None:
+            try:
+                lease: Lease | None = await self._acquire(name)
+            except Exception as exc:
+                log.warning("Could not take a %s slot ahead: %s: %s", name, type(exc).__name__, exc)
+                lease = None
+            granted(lease)
+
+        self._submit(take())
+
     def _give_back_granted(self, future: Any) -> None:
         if not future.cancelled() and future.exception() is None:
             self.release(future.result())
