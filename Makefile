@@ -47,10 +47,12 @@ bench: install
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/planning.py
+	$(BIN)/python benchmarks/launch_order.py
 	$(BIN)/python benchmarks/shared_limits.py
 	$(BIN)/python benchmarks/latency.py
 	cat benchmarks/results/throughput.md benchmarks/results/overhead.md \
-		benchmarks/results/planning.md benchmarks/results/shared_limits.md \
+		benchmarks/results/planning.md benchmarks/results/launch_order.md \
+		benchmarks/results/shared_limits.md \
 		benchmarks/results/latency.md > benchmarks/results/latest.md
 	@echo "Tables saved to benchmarks/results/latest.md"
 
