@@ -82,7 +82,7 @@ async def pilot_gate(
             **replace(request, budget=None).flow_parameters(),
         )
     )
-    rest, _ = plan_backfill(manifest, request, chunk_size=pilot_rows)
+    rest, _ = plan_backfill(source, request, chunk_size=pilot_rows)  # validated once above
     report = pilot_report(pilot, rest.as_dict())
     log.info("Waiting up to %s s for approval:\n%s", timeout, report)
     try:

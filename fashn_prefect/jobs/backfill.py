@@ -140,21 +140,22 @@ def _spent_before(
 
 
 def plan_backfill(
-    manifest: str,
+    manifest: str | CheckedRows,
     request: RunRequest,
     *,
     chunk_size: int = 100,
     partition_by: str | None = None,
 ) -> tuple[BackfillPlan, CheckedRows]:
-    """Read and validate the whole set at URL ``manifest``, compare it with the output
-    root and choose the chunks; return the plan and the checked rows."""
+    """Read and validate the whole set at URL ``manifest`` (unless given it as checked
+    rows), compare it with the output root and choose the chunks; return the plan and the
+    checked rows."""
     from fashn_prefect.run.errors import ManifestInvalid
 
     options, s, budget = request.storage_options, request.settings, request.budget
-    source = request.read(manifest)
+    source = manifest.manifest if isinstance(manifest, CheckedRows) else request.read(manifest)
     if partition_by and partition_by not in source.columns:
         raise ValueError(f"partition column {partition_by!r} is not in the manifest")
-    checked = request.check(source)
+    checked = manifest if isinstance(manifest, CheckedRows) else request.check(source)
     report = checked.report
     if not report.ok and not s.skip_invalid:
         raise ManifestInvalid(report)
