@@ -27,6 +27,7 @@ from fashn_prefect.jobs.backfill import run_backfill
 from fashn_prefect.jobs.catalog import run_catalog
 from fashn_prefect.run.outcome import judge_audit, state_for
 from fashn_prefect.run.pipeline import run_manifest, run_predictions
+from fashn_prefect.run.request import RunRequest
 from fashn_prefect.settings import FashnSettings
 
 __all__ = ["backfill", "catalog_run", "credit_audit", "run_manifest", "run_predictions"]
@@ -54,15 +55,9 @@ async def catalog_run(
     more rows failed than ``settings.allowed_failures`` allows (a count such as ``"5"`` or
     a percentage such as ``"2%"``).
     """
-    result = await run_catalog(
-        manifest,
-        output,
-        model_name=model_name,
-        credentials=credentials,
-        budget=budget,
-        settings=FashnSettings.build(settings, **options),
-        logger=get_run_logger(),
-    )
+    s = FashnSettings.build(settings, **options)
+    request = RunRequest(output, model_name, credentials, budget, settings=s)
+    result = await run_catalog(manifest, request, logger=get_run_logger())
     return cast(dict[str, Any], state_for(result["run"], result))
 
 
@@ -82,7 +77,7 @@ async def backfill(
     **options: Any,
 ) -> dict[str, Any]:
     """Regenerate imagery for a large set: chunks of ``chunk_size`` rows (or one chunk per
-    value of ``partition_by``), each a ``fashn-run-manifest`` subflow.
+    value of ``partition_by``), each a ``fashn-run-predictions`` subflow.
 
     Run it again after an interruption: completed rows are skipped and in-flight
     predictions are resumed, never resubmitted. ``budget`` covers the whole backfill
@@ -97,29 +92,18 @@ async def backfill(
     ``approval_timeout`` seconds, Failed. Run it again to resume either way.
     """
     s = FashnSettings.build(settings, **options)
+    request = RunRequest(output, model_name, credentials, budget, dry_run, s)
     if pilot_rows and not dry_run:
         stopped = await pilot_gate(
-            manifest,
-            output,
-            pilot_rows=pilot_rows,
-            timeout=approval_timeout,
-            model_name=model_name,
-            budget=budget,
-            credentials=credentials,
-            settings=s,
+            manifest, request, pilot_rows=pilot_rows, timeout=approval_timeout
         )
         if stopped is not None:
             return cast(dict[str, Any], stopped)
     result = await run_backfill(
         manifest,
-        output,
-        model_name=model_name,
+        request,
         chunk_size=chunk_size,
         partition_by=partition_by,
-        budget=budget,
-        dry_run=dry_run,
-        credentials=credentials,
-        settings=s,
         logger=get_run_logger(),
     )
     return cast(dict[str, Any], state_for(result))

@@ -473,3 +473,19 @@ def _check_image(fs: fsspec.AbstractFileSystem, uri: str, check: Check) -> int:
         check.problems.append(f"outputs_stored: {uri}: {type(exc).__name__}: {exc}")
         return 0
     return len(data)
+
+
+def count_validations(monkeypatch: Any) -> list[str]:
+    """Record the source of every manifest a run validates (the real validation still runs):
+    the list grows by one entry per validation."""
+    from fashn_prefect.run import request
+
+    seen: list[str] = []
+    real = request.validate_manifest
+
+    def validate(manifest: Any, **options: Any) -> Any:
+        seen.append(manifest.url)
+        return real(manifest, **options)
+
+    monkeypatch.setattr(request, "validate_manifest", validate)
+    return seen

@@ -14,6 +14,7 @@ import pytest
 from _helpers import (
     TIME_SCALE,
     catalog_rows,
+    count_validations,
     latest_status,
     limit_rejections,
     predictions_per_input,
@@ -58,6 +59,7 @@ async def test_budget_stops_submissions_and_chunks_are_subflows(
         assert "budget of 17 credits reached" in dry["plan"]["budget_message"]
         assert emu.stats()["predictions"] == []
 
+        validations = count_validations(monkeypatch)
         state = await backfill_flow(**params, return_state=True)
         # A budget stop fails the flow run; the message says what was spent and what remains.
         assert state.is_failed() and "17 spent (0 before this run), 0 remaining" in str(
@@ -81,6 +83,15 @@ async def test_budget_stops_submissions_and_chunks_are_subflows(
         assert sorted(r.name for r in chunks) == [
             f"backfill-chunk-000{i}-of-0004" for i in (1, 2, 3, 4)
         ]
+        # The set is validated once; each chunk gets its rows as checked, and its flow run's
+        # parameters name them rather than carry them.
+        assert validations == [manifest]
+        first = min(chunks, key=lambda r: r.name)
+        assert first.parameters["rows"] == {
+            "source": f"{manifest}#backfill-chunk-0001-of-0004",
+            "rows": 5,
+            "valid": 5,
+        }
 
         # Run again with the same budget: what was spent counts, so nothing more is sent.
         again = await summary_of(backfill_flow(**params))  # Failed: still stopped by it

@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import TIME_SCALE, all_results, catalog_rows, predictions_per_input, write_manifest
+from _helpers import (
+    TIME_SCALE,
+    all_results,
+    catalog_rows,
+    count_validations,
+    predictions_per_input,
+    write_manifest,
+)
 from _servers import REPO
 from prefect.flows import load_flow_from_entrypoint
 
@@ -41,8 +48,11 @@ async def test_changed_rows_are_the_only_submissions(
             "shared_limits": False,
         }
 
+        validations = count_validations(monkeypatch)
         first = await summary_of(catalog_flow(**params))
         assert first["changes"]["new"] == 40
+        # The catalog is read and validated once; its run takes the rows as checked.
+        assert validations == [manifest]
         assert len(emu.stats()["predictions"]) == 40
 
         # The business edits three products (new seeds = new inputs) and nothing else.

@@ -198,21 +198,22 @@ async def test_backfill_budget_counts_estimated_charges(
     emu: EmulatorServer, tmp_path: Path
 ) -> None:
     from fashn_prefect.jobs.backfill import run_backfill
+    from fashn_prefect.run.request import RunRequest
+    from fashn_prefect.settings import FashnSettings
 
     emu.set_faults(omit_credits_header=True)
     manifest = write_manifest(str(tmp_path / "history.csv"), _edits(tmp_path, 10))
-    options: dict[str, Any] = {
-        "chunk_size": 2,
-        "budget": 5,
-        "credentials": FashnCredentials(api_key=emu.api_key, base_url=emu.url),
-        "time_scale": TIME_SCALE,
-        "shared_limits": False,
-    }
-    first = await run_backfill(manifest, str(tmp_path / "out"), **options)
+    request = RunRequest(
+        str(tmp_path / "out"),
+        credentials=FashnCredentials(api_key=emu.api_key, base_url=emu.url),
+        budget=5,
+        settings=FashnSettings(time_scale=TIME_SCALE, shared_limits=False),
+    )
+    first = await run_backfill(manifest, request, chunk_size=2)
     assert first["totals"]["completed"] == 5 == emu.stats()["credits_charged"]
     # The API never reported a charge; the spent budget still counts the estimates, so a
     # second run with the same budget sends nothing.
-    again = await run_backfill(manifest, str(tmp_path / "out"), **options)
+    again = await run_backfill(manifest, request, chunk_size=2)
     assert again["plan"]["spent_before"] == 5 and again["chunks"] == []
     assert emu.stats()["credits_charged"] == 5 == len(emu.stats()["predictions"])
 

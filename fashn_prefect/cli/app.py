@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fashn_prefect.cli.console import prefect_defaults, terminal_logs
+from fashn_prefect.cli.console import prefect_defaults
 from fashn_prefect.cli.credentials import credentials_command
 from fashn_prefect.cli.errors import err, fail, friendly_errors
 from fashn_prefect.cli.options import settings_options
@@ -27,6 +27,7 @@ from fashn_prefect.cli.render import (
     print_changes,
     print_summary,
 )
+from fashn_prefect.cli.session import running
 from fashn_prefect.emulator.cli import emulator_command
 from fashn_prefect.settings import FashnSettings
 
@@ -124,25 +125,14 @@ def run(
     settings: FashnSettings,
 ) -> None:
     """Run a manifest."""
-    from fashn_prefect.cli.progress import row_progress
     from fashn_prefect.run import pipeline
     from fashn_prefect.run.outcome import run_to_summary
+    from fashn_prefect.run.request import RunRequest
 
-    with (
-        friendly_errors("run", json_output),
-        terminal_logs(quiet or json_output),
-        row_progress(err, enabled=not (quiet or json_output or dry_run)),
-    ):
+    request = RunRequest(output, model_name, credentials, budget, dry_run, settings)
+    with running("run", json_output, quiet, progress=not dry_run):
         summary = run_to_summary(
-            pipeline.run_manifest(
-                manifest=manifest,
-                output=output,
-                model_name=model_name,
-                credentials=credentials,
-                budget=budget,
-                dry_run=dry_run,
-                settings=settings,
-            )
+            pipeline.run_manifest(manifest=manifest, **request.flow_parameters())
         )
     print_summary(summary, json_output)
     _exit_for(summary)
@@ -185,34 +175,17 @@ def catalog(
     settings: FashnSettings,
 ) -> None:
     """Run a catalog incrementally."""
-    from fashn_prefect.cli.progress import row_progress
-    from fashn_prefect.jobs.catalog import catalog_changes, run_catalog
+    from fashn_prefect.jobs.catalog import count_changes, run_catalog
+    from fashn_prefect.run.request import RunRequest
 
-    with friendly_errors("catalog", json_output):
-        if dry_run:
-            changes = catalog_changes(
-                manifest,
-                output,
-                model_name=model_name,
-                storage_options=settings.resolved_storage_options(),
-                retry_failed=settings.retry_failed,
-            ).as_dict()
-            print_changes({"changes": changes, "run": None, "dry_run": True}, json_output)
-            return
-        with (
-            terminal_logs(quiet or json_output),
-            row_progress(err, enabled=not (quiet or json_output)),
-        ):
-            result = asyncio.run(
-                run_catalog(
-                    manifest,
-                    output,
-                    model_name=model_name,
-                    credentials=credentials,
-                    budget=budget,
-                    settings=settings,
-                )
-            )
+    request = RunRequest(output, model_name, credentials, budget, dry_run, settings)
+    if dry_run:
+        with friendly_errors("catalog", json_output):
+            changes = count_changes(request.check(request.read(manifest)), request)
+            print_changes({"changes": changes.as_dict(), "run": None, "dry_run": True}, json_output)
+        return
+    with running("catalog", json_output, quiet):
+        result = asyncio.run(run_catalog(manifest, request))
     print_changes(result, json_output)
     _exit_for(result.get("run"))
 
@@ -255,25 +228,17 @@ def backfill(
     settings: FashnSettings,
 ) -> None:
     """Run a backfill."""
-    from fashn_prefect.cli.progress import row_progress
     from fashn_prefect.jobs.backfill import run_backfill
+    from fashn_prefect.run.request import RunRequest
 
-    with (
-        friendly_errors("backfill", json_output),
-        terminal_logs(quiet or json_output),
-        row_progress(err, enabled=not (quiet or json_output or dry_run)) as update,
-    ):
+    request = RunRequest(output, model_name, credentials, budget, dry_run, settings)
+    with running("backfill", json_output, quiet, progress=not dry_run) as update:
         result = asyncio.run(
             run_backfill(
                 manifest,
-                output,
-                model_name=model_name,
+                request,
                 chunk_size=chunk_size,
                 partition_by=partition_by,
-                budget=budget,
-                dry_run=dry_run,
-                credentials=credentials,
-                settings=settings,
                 logger=ConsoleLog(err, quiet or json_output),
                 on_progress=update,
             )

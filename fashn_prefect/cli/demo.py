@@ -100,6 +100,7 @@ def prepare_environment(output: Path) -> None:
 def run_demo(output: Path) -> dict[str, Any]:
     """Run the whole demo; return the catalog run's summary (also printed)."""
     import asyncio
+    from dataclasses import replace
 
     from rich.console import Console
 
@@ -108,6 +109,8 @@ def run_demo(output: Path) -> dict[str, Any]:
     from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
     from fashn_prefect.jobs.audit import run_audit
     from fashn_prefect.jobs.catalog import run_catalog
+    from fashn_prefect.run.request import RunRequest
+    from fashn_prefect.settings import FashnSettings
 
     console = Console()
     output.mkdir(parents=True, exist_ok=True)
@@ -118,12 +121,16 @@ def run_demo(output: Path) -> dict[str, Any]:
         console.print(f"[bold]FASHN emulator[/] at {emulator.url} (time x{1 / DEMO_TIME_SCALE:g})")
         console.print(f"[bold]catalog[/] {catalog} (38 rows)")
         credentials = FashnCredentials(api_key=emulator.api_key, base_url=emulator.url)
-        options: dict[str, Any] = {"credentials": credentials, "time_scale": DEMO_TIME_SCALE}
+        settings = FashnSettings(time_scale=DEMO_TIME_SCALE)
+        request = RunRequest(str(root), credentials=credentials, settings=settings)
+        first_settings = FashnSettings.build(settings, write_csv=True)
         with row_progress(console):
-            first = asyncio.run(run_catalog(str(catalog), str(root), write_csv=True, **options))
+            first = asyncio.run(
+                run_catalog(str(catalog), replace(request, settings=first_settings))
+            )
         console.print(f"[bold]first run[/]  {first['message']}")
         submitted_first = len(emulator.stats()["predictions"])
-        again = asyncio.run(run_catalog(str(catalog), str(root), **options))
+        again = asyncio.run(run_catalog(str(catalog), request))
         console.print(f"[bold]second run[/] {again['message']}")
         stats = emulator.stats()
     audit = run_audit(str(root))

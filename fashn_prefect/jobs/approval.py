@@ -1,7 +1,8 @@
 """An approval gate before a big spend: run a pilot, then ask a person in the Prefect UI.
 
 A backfill with ``pilot_rows`` first runs that many of its rows (one
-``fashn-run-predictions`` subflow named ``backfill-pilot``, rows in memory like a chunk's),
+``fashn-run-predictions`` subflow named ``backfill-pilot``, rows as already checked, like a
+chunk's),
 then pauses with Prefect's :func:`~prefect.flow_runs.pause_flow_run` and waits for a
 :class:`SpendApproval`. The pause shows the pilot's gallery link, its failure rate and what the rest will cost. On
 approval the backfill goes on (the pilot's rows are skipped as completed); on rejection
@@ -11,6 +12,7 @@ nothing is lost: running the backfill again resumes it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from prefect import get_run_logger
@@ -21,10 +23,9 @@ from prefect.input import RunInput
 from prefect.states import Cancelled, Failed
 from pydantic import Field
 
-from fashn_prefect.credentials import FashnCredentials
-from fashn_prefect.jobs.backfill import plan_backfill
+from fashn_prefect.jobs.backfill import chunk_of, plan_backfill
 from fashn_prefect.run.outcome import summary_of
-from fashn_prefect.settings import FashnSettings
+from fashn_prefect.run.request import RunRequest
 
 
 class SpendApproval(RunInput):
@@ -63,45 +64,25 @@ def pilot_report(pilot: dict[str, Any], rest: dict[str, Any]) -> str:
 
 
 async def pilot_gate(
-    manifest: str,
-    output: str,
-    *,
-    pilot_rows: int,
-    timeout: int,
-    model_name: str | None = None,
-    budget: int | None = None,
-    credentials: FashnCredentials | str | None = None,
-    settings: FashnSettings | None = None,
-    **overrides: Any,
+    manifest: str, request: RunRequest, *, pilot_rows: int, timeout: int
 ) -> State[Any] | None:
-    """Run the pilot and wait for approval. None: approved (or nothing left to ask about),
-    go on with the backfill; otherwise the state the backfill flow run should end in."""
+    """Run the pilot of the backfill of ``manifest`` and wait for approval. None: approved
+    (or nothing left to ask about), go on with the backfill; otherwise the state the
+    backfill flow run should end in."""
     from fashn_prefect.run.pipeline import run_predictions
 
     log = get_run_logger()
-    s = FashnSettings.build(settings, **overrides)
-    plan_options: dict[str, Any] = dict(
-        model_name=model_name,
-        budget=budget,
-        skip_invalid=s.skip_invalid,
-        resubmit_ambiguous=s.resubmit_ambiguous,
-        retry_failed=s.retry_failed,
-        storage_options=s.resolved_storage_options(),
-    )
-    plan, source = plan_backfill(manifest, output, chunk_size=pilot_rows, **plan_options)
+    plan, source = plan_backfill(manifest, request, chunk_size=pilot_rows)
     if len(plan.chunks) < 2:  # the pilot would be the whole backfill: no gate needed
         return None
-    # The pilot's rows run in memory, as a backfill chunk's do.
+    # The pilot's rows run as already checked, as a backfill chunk's do.
     pilot = await summary_of(
         run_predictions.with_options(flow_run_name="backfill-pilot")(
-            rows=[source.rows[r - 1] for r in plan.chunks[0].rows],
-            output=output,
-            model_name=model_name,
-            credentials=credentials,
-            settings=s,  # the storage block's name only: its secrets stay out of parameters
+            rows=chunk_of(source, plan.chunks[0], f"{manifest}#backfill-pilot"),
+            **replace(request, budget=None).flow_parameters(),
         )
     )
-    rest, _ = plan_backfill(manifest, output, chunk_size=pilot_rows, **plan_options)
+    rest, _ = plan_backfill(source, request, chunk_size=pilot_rows)  # validated once above
     report = pilot_report(pilot, rest.as_dict())
     log.info("Waiting up to %s s for approval:\n%s", timeout, report)
     try:

@@ -15,17 +15,16 @@ summary, the log and the CLI say so.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.run.events import account_of
-from fashn_prefect.run.manifest import Manifest, read_manifest
+from fashn_prefect.run.manifest import Manifest
 from fashn_prefect.run.observe import ProgressCallback, RunObserver, current_observer, observing
 from fashn_prefect.run.outcome import judge_backfill, summary_of
 from fashn_prefect.run.plan import Job, make_plan
-from fashn_prefect.run.validate import validate_manifest
-from fashn_prefect.settings import FashnSettings
+from fashn_prefect.run.request import CheckedRows, RunRequest
+from fashn_prefect.run.validate import ValidationReport
 from fashn_prefect.store.ledger import Ledger, RowRecord
 from fashn_prefect.store.results import read_results
 
@@ -141,43 +140,40 @@ def _spent_before(
 
 
 def plan_backfill(
-    manifest_url: str,
-    output_url: str,
+    manifest: str | CheckedRows,
+    request: RunRequest,
     *,
-    model_name: str | None = None,
     chunk_size: int = 100,
     partition_by: str | None = None,
-    budget: int | None = None,
-    skip_invalid: bool = False,
-    resubmit_ambiguous: bool = False,
-    retry_failed: bool = False,
-    storage_options: dict[str, Any] | None = None,
-) -> tuple[BackfillPlan, Manifest]:
-    """Validate the whole set, compare it with the output root and choose the chunks."""
+) -> tuple[BackfillPlan, CheckedRows]:
+    """Read and validate the whole set at URL ``manifest`` (unless given it as checked
+    rows), compare it with the output root and choose the chunks; return the plan and the
+    checked rows."""
     from fashn_prefect.run.errors import ManifestInvalid
 
-    options = storage_options or {}
-    manifest = read_manifest(manifest_url, storage_options=options)
-    if partition_by and partition_by not in manifest.columns:
+    options, s, budget = request.storage_options, request.settings, request.budget
+    source = manifest.manifest if isinstance(manifest, CheckedRows) else request.read(manifest)
+    if partition_by and partition_by not in source.columns:
         raise ValueError(f"partition column {partition_by!r} is not in the manifest")
-    report = validate_manifest(manifest, model_name=model_name, storage_options=options)
-    if not report.ok and not skip_invalid:
+    checked = manifest if isinstance(manifest, CheckedRows) else request.check(source)
+    report = checked.report
+    if not report.ok and not s.skip_invalid:
         raise ManifestInvalid(report)
     plan = make_plan(
         report.rows,
-        output_url,
-        resubmit_ambiguous=resubmit_ambiguous,
-        retry_failed=retry_failed,
+        request.output,
+        resubmit_ambiguous=s.resubmit_ambiguous,
+        retry_failed=s.retry_failed,
         storage_options=options,
     )
     # Ledger records of every row (not only pending ones): their charges count as spent.
-    records = Ledger(output_url, options).load_many([j.spec.row_key for j in plan.jobs])
+    records = Ledger(request.output, options).load_many([j.spec.row_key for j in plan.jobs])
     for job in plan.jobs:
         if job.record is None:
             record = records.get(job.spec.row_key)
             if isinstance(record, RowRecord) and record.inputs_hash == job.spec.inputs_hash:
                 job.record = record
-    spent, _ = _spent_before(plan.jobs, output_url, options)
+    spent, _ = _spent_before(plan.jobs, request.output, options)
     todo = [j for j in plan.jobs if j.action != "skip"]
     remaining = None if budget is None else budget - spent
     selected: list[Job] = []
@@ -203,48 +199,50 @@ def plan_backfill(
         deferred_credits=sum(j.spec.estimated_credits for j in deferred),
         spent_before=spent,
         budget=budget,
-        chunks=chunk_rows(selected, manifest, chunk_size, partition_by),
+        chunks=chunk_rows(selected, source, chunk_size, partition_by),
     )
-    return backfill, manifest
+    return backfill, checked
+
+
+def chunk_of(checked: CheckedRows, chunk: Chunk, name: str) -> CheckedRows:
+    """The checked rows of one chunk, numbered from 1 as a run of that chunk numbers them:
+    its subflow takes them as they are, without reading or validating them again."""
+    specs = {spec.row: spec for spec in checked.report.rows}
+    rows = [replace(specs[row], row=i) for i, row in enumerate(chunk.rows, start=1)]
+    source = checked.manifest
+    manifest = Manifest(
+        url=name,
+        format=source.format,
+        columns=source.columns,
+        rows=tuple(source.rows[row - 1] for row in chunk.rows),
+    )
+    return CheckedRows(manifest=manifest, report=ValidationReport(rows=rows, total_rows=len(rows)))
 
 
 async def run_backfill(
     manifest: str,
-    output: str,
+    request: RunRequest,
     *,
-    model_name: str | None = None,
     chunk_size: int = 100,
     partition_by: str | None = None,
-    budget: int | None = None,
-    dry_run: bool = False,
-    credentials: FashnCredentials | str | None = None,
-    settings: FashnSettings | None = None,
     logger: Any = None,
     on_progress: ProgressCallback | None = None,
-    **overrides: Any,
 ) -> dict[str, Any]:
-    """Run a backfill; return the plan, each chunk's run summary and the totals.
+    """Run a backfill of the set at URL ``manifest``; return the plan, each chunk's run
+    summary and the totals.
 
-    ``settings`` (and any of its fields given by name) go to every chunk's
-    :func:`~fashn_prefect.run.pipeline.run_predictions`. ``on_progress(done, total)`` follows
-    rows across all chunks.
+    Each chunk is a :func:`~fashn_prefect.run.pipeline.run_predictions` subflow of the
+    request, given its rows as already checked. ``request.budget`` covers the whole
+    backfill. ``on_progress(done, total)`` follows rows across all chunks.
     """
     from fashn_prefect.run import pipeline
 
-    s = FashnSettings.build(settings, **overrides)
-    options = s.resolved_storage_options()  # the block's secrets stay out of parameters
+    budget = request.budget
     plan, source = plan_backfill(
-        manifest,
-        output,
-        model_name=model_name,
-        chunk_size=chunk_size,
-        partition_by=partition_by,
-        budget=budget,
-        skip_invalid=s.skip_invalid,
-        resubmit_ambiguous=s.resubmit_ambiguous,
-        retry_failed=s.retry_failed,
-        storage_options=options,
+        manifest, request, chunk_size=chunk_size, partition_by=partition_by
     )
+    # The budget covers the whole backfill and is checked here, chunk by chunk.
+    chunk_request = replace(request, budget=None)
     log = logger.info if logger is not None else (lambda *a: None)
     warn = logger.warning if logger is not None else (lambda *a: None)
     log(
@@ -259,8 +257,8 @@ async def run_backfill(
     )
     if plan.budget_message:
         warn("Backfill stops before the budget: %s", plan.budget_message)
-    result: dict[str, Any] = {"plan": plan.as_dict(), "dry_run": dry_run, "chunks": []}
-    if dry_run:
+    result: dict[str, Any] = {"plan": plan.as_dict(), "dry_run": request.dry_run, "chunks": []}
+    if request.dry_run:
         return result
     done_before = 0
     charged = 0
@@ -281,17 +279,12 @@ async def run_backfill(
 
         chunk_observer = RunObserver(forward if on_progress else None, current_observer())
         with observing(chunk_observer):
-            # The chunk's rows go to the subflow as they are, already read: no file round trip.
-            flow = pipeline.run_predictions.with_options(
-                flow_run_name=f"backfill-chunk-{chunk.index:04d}-of-{len(plan.chunks):04d}"
-            )
+            # The chunk's rows go to the subflow as they are, already read and validated.
+            name = f"backfill-chunk-{chunk.index:04d}-of-{len(plan.chunks):04d}"
+            rows = chunk_of(source, chunk, f"{manifest}#{name}")
             summary = await summary_of(  # a chunk with failed rows ends Failed
-                flow(
-                    rows=[source.rows[r - 1] for r in chunk.rows],
-                    output=output,
-                    model_name=model_name,
-                    credentials=credentials,
-                    settings=s,
+                pipeline.run_predictions.with_options(flow_run_name=name)(
+                    rows=rows, **chunk_request.flow_parameters()
                 )
             )
         done_before += len(chunk.rows)
@@ -319,4 +312,4 @@ async def run_backfill(
             totals[key] = totals.get(key, 0) + int((item["totals"] or {}).get(key, 0))
     result["totals"] = totals
     result["stopped_by_budget"] = stopped or plan.budget_message
-    return judge_backfill(result, account_of(credentials))
+    return judge_backfill(result, account_of(request.credentials))

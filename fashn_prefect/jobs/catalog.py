@@ -12,8 +12,9 @@ same output root. Each valid row is compared with what that root already holds:
 * ``retry``: the row key and inputs were seen but never completed (a transient failure,
   or an interrupted run): submitted again (or resumed, see :mod:`fashn_prefect.run.plan`).
 
-The run itself is :func:`fashn_prefect.run.pipeline.run_manifest`, which skips unchanged rows on
-its own; when nothing is new, changed or pending the catalog run submits nothing and writes
+The catalog is read and validated once; the run itself is a ``fashn-run-manifest`` subflow
+(:func:`fashn_prefect.run.pipeline.run_predictions` given the checked rows), which skips
+unchanged rows on its own; when nothing is new, changed or pending the catalog run submits nothing and writes
 no results table.
 """
 
@@ -23,10 +24,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fashn_prefect.api.errors import PERMANENT_ERRORS
-from fashn_prefect.credentials import FashnCredentials
-from fashn_prefect.run.manifest import read_manifest
 from fashn_prefect.run.outcome import summary_of
-from fashn_prefect.run.validate import RowSpec, ValidationReport, validate_manifest
+from fashn_prefect.run.request import CheckedRows, RunRequest
+from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.results import read_results
 
@@ -107,24 +107,18 @@ def catalog_changes(
     retry_failed: bool = False,
 ) -> CatalogChanges:
     """Read and validate the catalog, and count what changed since earlier runs."""
-    return _changes(manifest_url, output_url, model_name, storage_options or {}, retry_failed)[0]
+    settings = FashnSettings(storage_options=storage_options or {}, retry_failed=retry_failed)
+    request = RunRequest(output_url, model_name, settings=settings)
+    return count_changes(request.check(request.read(manifest_url)), request)
 
 
-def _changes(
-    manifest_url: str,
-    output_url: str,
-    model_name: str | None,
-    options: dict[str, Any],
-    retry_failed: bool = False,
-) -> tuple[CatalogChanges, ValidationReport]:
-    report = validate_manifest(
-        read_manifest(manifest_url, storage_options=options),
-        model_name=model_name,
-        storage_options=options,
-    )
-    groups = classify(report.rows, output_url, options, retry_failed)
+def count_changes(checked: CheckedRows, request: RunRequest) -> CatalogChanges:
+    """Count what changed in the checked catalog since earlier runs into ``request.output``."""
+    report = checked.report
+    options = request.storage_options
+    groups = classify(report.rows, request.output, options, request.settings.retry_failed)
     to_run = groups["new"] + groups["changed"] + groups["retry"]
-    changes = CatalogChanges(
+    return CatalogChanges(
         rows=report.total_rows,
         invalid=len(report.invalid_rows),
         new=len(groups["new"]),
@@ -134,39 +128,28 @@ def _changes(
         estimated_credits=sum(s.estimated_credits for s in to_run),
         failed=len(groups["failed"]),
     )
-    return changes, report
 
 
-async def run_catalog(
-    manifest: str,
-    output: str,
-    *,
-    model_name: str | None = None,
-    credentials: FashnCredentials | str | None = None,
-    budget: int | None = None,
-    dry_run: bool = False,
-    settings: FashnSettings | None = None,
-    logger: Any = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """Run the new and changed rows of a catalog; return the changes and the run summary.
+async def run_catalog(manifest: str, request: RunRequest, *, logger: Any = None) -> dict[str, Any]:
+    """Run the new and changed rows of the catalog at URL ``manifest``; return the changes
+    and the run summary.
 
-    ``settings`` (and any of its fields given by name) go to
-    :func:`~fashn_prefect.run.pipeline.run_manifest`. An invalid catalog raises
+    The catalog is read and validated once; its checked rows go to the
+    ``fashn-run-manifest`` subflow as they are. An invalid catalog raises
     :class:`~fashn_prefect.run.errors.ManifestInvalid` (every problem, nothing submitted)
     unless ``skip_invalid`` is set. Rows that failed with a permanent error for the same
     inputs are left alone unless ``retry_failed`` is set.
     """
     from fashn_prefect.run.errors import ManifestInvalid
-    from fashn_prefect.run.pipeline import run_manifest
+    from fashn_prefect.run.pipeline import run_predictions
 
-    s = FashnSettings.build(settings, **options)
-    storage = s.resolved_storage_options()
-    changes, report = _changes(manifest, output, model_name, storage, s.retry_failed)
-    if not report.ok and not s.skip_invalid:
+    checked = request.check(request.read(manifest))
+    report = checked.report
+    if not report.ok and not request.settings.skip_invalid:
         if logger is not None:
             logger.error("Catalog has invalid rows; nothing was submitted.\n%s", report.format(50))
         raise ManifestInvalid(report)
+    changes = count_changes(checked, request)
     message = (
         f"catalog: {changes.rows} rows, {changes.new} new, {changes.changed} changed, "
         f"{changes.retry} to retry, {changes.unchanged} unchanged, "
@@ -181,14 +164,7 @@ async def run_catalog(
             logger.info("Catalog unchanged since the last run: nothing submitted.")
         result["run"] = None
         return result
-    run = run_manifest(
-        manifest=manifest,
-        output=output,
-        model_name=model_name,
-        credentials=credentials,
-        budget=budget,
-        dry_run=dry_run,
-        settings=s,  # the storage block's name only: its secrets stay out of parameters
-    )
-    result["run"] = await summary_of(run)  # also when the run ended Failed
+    # The run keeps its flow name; it takes the rows as checked here, not the file again.
+    run = run_predictions.with_options(name="fashn-run-manifest")
+    result["run"] = await summary_of(run(rows=checked, **request.flow_parameters()))
     return result

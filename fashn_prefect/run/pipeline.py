@@ -47,14 +47,15 @@ from fashn_prefect.run.collect import (
 )
 from fashn_prefect.run.errors import BudgetExceeded, ManifestInvalid
 from fashn_prefect.run.events import account_of, prediction_failed
-from fashn_prefect.run.manifest import Manifest, read_manifest, rows_manifest
+from fashn_prefect.run.manifest import Manifest, rows_manifest
 from fashn_prefect.run.observe import current_observer
 from fashn_prefect.run.outcome import budget_refused, judge_run, state_for
 from fashn_prefect.run.plan import Job, Plan, launch_order, make_plan
 from fashn_prefect.run.poll import seed_from_results, wait_for
+from fashn_prefect.run.request import CheckedRows, RunRequest
 from fashn_prefect.run.runtime import RunConfig, Runtime
 from fashn_prefect.run.submit import prepare, save_quietly, submit
-from fashn_prefect.run.validate import RowSpec, ValidationReport, validate_manifest
+from fashn_prefect.run.validate import RowSpec, ValidationReport
 from fashn_prefect.run.write import result_row, results_table, run_name, summarise, write_results
 from fashn_prefect.scheduler.account import account_scheduler
 from fashn_prefect.scheduler.latency import latency_key
@@ -365,13 +366,10 @@ async def run_manifest(
     ``storage_block`` names a :class:`~fashn_prefect.store.blocks.StorageOptions` block
     whose secret options ``storage_options`` is merged over.
     """
-    s = FashnSettings.build(settings, **options)
     started = datetime.now(UTC)
-    storage = s.resolved_storage_options()
-    decoded = read_manifest(manifest, storage_options=storage)
-    return await run_rows(
-        decoded, output, model_name, credentials, budget, dry_run, s, started, storage
-    )
+    s = FashnSettings.build(settings, **options)
+    request = RunRequest(output, model_name, credentials, budget, dry_run, s)
+    return await run_rows(request.read(manifest), request, started)
 
 
 @flow(name="fashn-run-predictions")
@@ -387,40 +385,30 @@ async def run_predictions(
 ) -> dict[str, Any]:
     """Run rows held in memory (a pandas DataFrame, a pyarrow Table or a list of dicts)
     exactly as :func:`run_manifest` runs a manifest file: the same validation, plan,
-    lanes, ledger, results table, gallery and final state under ``output``."""
-    s = FashnSettings.build(settings, **options)
+    lanes, ledger, results table, gallery and final state under ``output``. Rows given
+    as :class:`~fashn_prefect.run.request.CheckedRows` are not validated again."""
     started = datetime.now(UTC)
-    return await run_rows(
-        rows_manifest(rows), output, model_name, credentials, budget, dry_run, s, started
-    )
+    s = FashnSettings.build(settings, **options)
+    request = RunRequest(output, model_name, credentials, budget, dry_run, s)
+    checked = rows if isinstance(rows, CheckedRows) else rows_manifest(rows)
+    return await run_rows(checked, request, started)
 
 
 async def run_rows(
-    decoded: Manifest,
-    output: str,
-    model_name: str | None,
-    credentials: FashnCredentials | str | None,
-    budget: int | None,
-    dry_run: bool,
-    s: FashnSettings,
-    started: datetime,
-    storage_options: dict[str, Any] | None = None,
+    source: Manifest | CheckedRows, request: RunRequest, started: datetime
 ) -> dict[str, Any]:
-    """The stages after reading: validate, plan, execute, write, judge. Runs inside a flow.
+    """The stages after reading: validate (unless ``source`` is already checked), plan,
+    execute, write, judge. Runs inside a flow started at ``started``.
 
-    ``storage_options`` are the resolved fsspec options (default: resolved from ``s``).
     Returns the summary for a dry run, else the flow's final state (Completed with the
-    summary, or Failed when more rows failed than ``s.allowed_failures`` allows).
+    summary, or Failed when more rows failed than ``allowed_failures`` allows).
     """
     log = get_run_logger()
-    options = s.resolved_storage_options() if storage_options is None else storage_options
+    output, budget, s = request.output, request.budget, request.settings
+    options = request.storage_options
     threshold = s.failure_threshold
-    report = validate_manifest(
-        decoded,
-        model_name=model_name,
-        storage_options=options,
-        allow_unknown_models=s.allow_unknown_models,
-    )
+    checked = source if isinstance(source, CheckedRows) else request.check(source)
+    decoded, report = checked.manifest, checked.report
     if not report.ok and not s.skip_invalid:
         log.error("Manifest has invalid rows; nothing was submitted.\n%s", report.format(50))
         raise ManifestInvalid(report)
@@ -461,13 +449,13 @@ async def run_rows(
             budget,
             plan.estimated_credits,
             len(plan.by_action("submit", "resume")),
-            account_of(credentials),
+            account_of(request.credentials),
         )
         raise BudgetExceeded(message)
-    if dry_run:
-        return {**summary, **await _dry_run_balance(credentials, plan.estimated_credits)}
+    if request.dry_run:
+        return {**summary, **await _dry_run_balance(request.credentials, plan.estimated_credits)}
 
-    creds = resolve_credentials(credentials)
+    creds = resolve_credentials(request.credentials)
     limits = s.limits.scaled(s.time_scale)
     use_shared = shared_limits_enabled(s.shared_limits)
     lanes_design = use_shared and s.shared_limits_design == "lanes"
