@@ -8,7 +8,7 @@ once per row-task layout, in one session:
 - ``two tasks``: ``FASHN_ROW_TASKS=two``, the earlier layout (a predict and a collect task
   run per row), kept for this comparison.
 
-Cases: every row completes; every row fails at run time with ``ImageLoadError`` (its image
+Every row has its own image, as in a catalogue. Cases: every row completes; every row fails at run time with ``ImageLoadError`` (its image
 URL answers 404, so the API accepts the run and the prediction fails 1 emulated second
 into processing).
 
@@ -44,7 +44,7 @@ from common import (
     load_note,
     log,
     makespan_bound,
-    upload_images,
+    png,
     write_manifest_csv,
 )
 from throughput import warm_up
@@ -60,16 +60,15 @@ fails with ImageLoadError, as for a catalogue image deleted before the run."""
 
 
 def jobs_for(case: str, n: int, emulator: EmulatorProcess) -> list[Job]:
-    """``n`` background-remove rows that all complete, or all fail with ImageLoadError."""
-    people = upload_images(emulator)["person"]
-    return [
-        Job(
-            f"row-{i:05d}",
-            "background-remove",
-            {"image": people[i % len(people)] if case == "completed" else MISSING_IMAGE.format(url=emulator.url, i=i)},
-        )
+    """``n`` background-remove rows, each with its own image (as in a catalogue), that
+    all complete, or all fail with ImageLoadError."""
+    images = [
+        emulator.put_file(f"row-{i}.png", png((48, 72), (i % 256, i // 256 % 256, 90)), "image/png")
+        if case == "completed"
+        else MISSING_IMAGE.format(url=emulator.url, i=i)
         for i in range(n)
     ]
+    return [Job(f"row-{i:05d}", "background-remove", {"image": images[i]}) for i in range(n)]
 
 
 def db_path() -> Path:
@@ -187,7 +186,9 @@ def table(outcomes: list[Outcome], args: argparse.Namespace) -> Table:
         ],
     )
     for o in outcomes:
-        bound = makespan_bound(o.stats["predictions"], args.in_flight, (int(run_limit[0]), run_limit[1]))
+        bound = makespan_bound(
+            o.stats["predictions"], args.in_flight, (int(run_limit[0]), run_limit[1])
+        )
         makespan = o.wall / args.time_scale
         t.add(
             o.case,
