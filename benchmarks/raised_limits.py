@@ -178,6 +178,7 @@ def table(outcomes: list[Outcome], args: argparse.Namespace) -> Table:
             "bound (emu s)",
             "makespan (emu s)",
             "efficiency",
+            "in-flight span (emu s) / its efficiency",
             "flow CPU ms / row",
             "server CPU ms / row",
             "Prefect DB KB / row",
@@ -190,12 +191,17 @@ def table(outcomes: list[Outcome], args: argparse.Namespace) -> Table:
             o.stats["predictions"], args.in_flight, (int(run_limit[0]), run_limit[1])
         )
         makespan = o.wall / args.time_scale
+        predictions = o.stats["predictions"]
+        span = max(p["completed_at"] or 0.0 for p in predictions) - min(
+            p["created_at"] for p in predictions
+        )
         t.add(
             o.case,
             o.layout,
             f"{bound.value:,.0f} ({bound.binding})",
             makespan,
             bound.value / makespan if makespan else float("nan"),
+            f"{span:,.0f} / {bound.value / span if span else float('nan'):.3f}",
             1000.0 * o.cpu / o.rows,
             1000.0 * o.server_cpu / o.rows,
             o.db_growth / 1024.0 / o.rows,
@@ -214,7 +220,10 @@ def table(outcomes: list[Outcome], args: argparse.Namespace) -> Table:
         "with ImageLoadError (a permanent error: no retry).",
         "bound = max(sum of in-flight durations / in-flight limit, run-rate-window bound, "
         "longest job) from the emulator's created_at/completed_at; efficiency = bound / "
-        "makespan, makespan = wall time of the whole run_manifest call.",
+        "makespan, makespan = wall time of the whole run_manifest call (validation, planning, "
+        "task runs, downloads, results table, gallery). The in-flight span leaves out the "
+        "start-up and the write-out: from the first submission to the last completion, "
+        "as the emulator recorded them.",
         "flow CPU = time.process_time() of this process around run_manifest (flow, task runs, "
         "client, limiters, ledger and output writes, results table, gallery, Prefect's "
         "logging and event sending); server CPU = the Prefect test server subprocess; "
