@@ -50,10 +50,11 @@ bench: install
 	$(BIN)/python benchmarks/launch_order.py
 	$(BIN)/python benchmarks/shared_limits.py
 	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/raised_limits.py
 	cat benchmarks/results/throughput.md benchmarks/results/overhead.md \
 		benchmarks/results/planning.md benchmarks/results/launch_order.md \
-		benchmarks/results/shared_limits.md \
-		benchmarks/results/latency.md > benchmarks/results/latest.md
+		benchmarks/results/shared_limits.md benchmarks/results/latency.md \
+		benchmarks/results/raised_limits.md > benchmarks/results/latest.md
 	@echo "Tables saved to benchmarks/results/latest.md"
 
 emulator: install

@@ -290,3 +290,71 @@ async def test_a_results_table_that_cannot_be_written_fails_the_run_and_a_rerun_
         row = earlier[0]
     assert row["status"] == "completed" and len(row["prediction_ids"]) == 1
     assert submissions(emu.stats()) == 1  # recovered from the ledger, not submitted again
+
+
+@pytest.mark.usefixtures("prefect_harness")
+async def test_a_row_whose_outputs_cannot_be_stored_retries_the_collect_without_resubmitting(
+    emu: EmulatorServer,
+    proxy: StallProxy,
+    stalled_s3: tuple[str, dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    output, options = stalled_s3
+    manifest = _manifest(tmp_path)
+    proxy.stall("/images/")  # the first output write hangs; the task retry finds storage back
+
+    async def lift_after_first_stall() -> None:
+        while proxy.swallowed < 1:
+            await asyncio.sleep(0.05)
+        proxy.stall(None)
+
+    lifter = asyncio.create_task(lift_after_first_stall())
+    summary = await _run(
+        emu,
+        manifest,
+        output,
+        storage_options=options,
+        storage_timeout=4.0,  # planning must fit in it on a loaded machine
+        retries=2,
+        retry_delay=0.0,
+    )
+    await asyncio.wait_for(lifter, timeout=5)
+
+    (row,) = results(summary["results"], options)
+    assert row["status"] == "completed" and row["output_uris"]
+    assert row["attempts"] == 1 and len(row["prediction_ids"]) == 1
+    assert submissions(emu.stats()) == 1  # the retry collected the recorded prediction
+
+
+@pytest.mark.usefixtures("prefect_harness")
+async def test_a_row_whose_outputs_never_store_fails_and_a_rerun_collects_without_resubmitting(
+    emu: EmulatorServer,
+    proxy: StallProxy,
+    stalled_s3: tuple[str, dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    output, options = stalled_s3
+    manifest = _manifest(tmp_path)
+    proxy.stall("/images/")  # every output write hangs, on every task retry
+
+    first = await _run(
+        emu,
+        manifest,
+        output,
+        storage_options=options,
+        storage_timeout=4.0,  # planning must fit in it on a loaded machine
+        retries=1,
+        retry_delay=0.0,
+    )
+
+    (row,) = results(first["results"], options)
+    assert (row["status"], row["error_name"]) == ("failed", "StorageTimeout")
+    assert proxy.swallowed >= 2  # the first try and the retry both tried to store
+    assert submissions(emu.stats()) == 1  # the retry never submitted a second prediction
+    assert row["credits_charged"] > 0  # charged once, and reported
+
+    proxy.stall(None)
+    second = await _run(emu, manifest, output, storage_options=options, storage_timeout=10.0)
+    (again,) = results(second["results"], options)
+    assert again["status"] == "completed" and again["output_uris"]
+    assert submissions(emu.stats()) == 1  # resumed from the ledger, not submitted again

@@ -12,6 +12,7 @@ calls also pass the in-process and server-side rate limiters (see
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from collections import Counter
@@ -87,108 +88,147 @@ def _lane(rt: Runtime) -> AbstractAsyncContextManager[None]:
     return rt.lanes.lane() if rt.lanes is not None else nullcontext()
 
 
+ROW_TASKS_ENV = "FASHN_ROW_TASKS"
+
+
+def two_row_tasks() -> bool:
+    """True when ``FASHN_ROW_TASKS=two`` asks for the earlier layout: a predict and a
+    collect task run per row (kept for comparison in ``benchmarks/raised_limits.py``)."""
+    return os.environ.get(ROW_TASKS_ENV, "one").strip().lower() == "two"
+
+
 @dataclass(frozen=True)
 class RowTasks:
-    """A run's two row tasks; both close over the run object."""
+    """A run's row tasks; they close over the run object.
 
+    ``row`` is the default, one task run per row. ``predict`` and ``collect`` are the
+    earlier layout (``FASHN_ROW_TASKS=two``); ``two`` says which one :func:`run_row` uses.
+    """
+
+    row: Task[[int], Coroutine[Any, Any, list[str]]]
     predict: Task[[int], Coroutine[Any, Any, PredictionStatus]]
     collect: Task[[int, PredictionStatus], Coroutine[Any, Any, list[str]]]
+    two: bool = False
 
 
 def row_tasks(rt: Runtime) -> RowTasks:
-    """The row tasks of run ``rt``: ``predict(index)`` and ``collect(index, status)``.
+    """The row tasks of run ``rt``: ``row(index)``, or ``predict(index)`` and
+    ``collect(index, status)`` in the earlier two-task layout.
 
     They carry no tags. The lanes already hold the account tag's slots (a task carrying
     it would wait for a second slot of the same limit, a deadlock once the lanes hold
     them all), and Prefect asks the server for the concurrency limits of every tagged
     task run, which delayed the first submission by 2-3 s (benchmarks/throughput.py).
     """
+    # Terminal statuses seen by this run, by row: a retry after a failed collect goes
+    # straight back to collecting, without a lane, a status call or a new prediction.
+    terminal: dict[int, PredictionStatus] = {}
+
+    @task(name="fashn-row", cache_policy=NO_CACHE, persist_result=False)
+    async def row(index: int) -> list[str]:
+        """Submit (or resume) one row's prediction, wait for it, then store its outputs."""
+        status = terminal.get(index)
+        if status is None:
+            status = terminal[index] = await _predict(rt, index, save_completion=False)
+        return await _collect(rt, index, status)
 
     @task(name="fashn-predict", cache_policy=NO_CACHE, persist_result=False)
     async def predict(index: int) -> PredictionStatus:
         """Submit (or resume) one row's prediction and wait until it is terminal."""
-        job = rt.jobs[index]
-        record = job.record
-        assert record is not None
-        last = record.last
-        known = last.prediction_id if last and last.status in ("submitted", "completed") else None
-        inputs = None if known else await prepare(rt, job.spec)
-        log = get_run_logger()
-        # The lane (one of the account's in-flight slots) is held only from the POST until the
-        # prediction is seen terminal: task start-up, input preparation and the final ledger
-        # write happen outside it, so the next row's prediction starts without a gap.
-        async with _lane(rt):
-            prediction_id = known or await submit(rt, job.spec, record, inputs)
-            log.info(
-                "Row %s: %s prediction %s (%s)",
-                job.spec.row_key,
-                "resumed" if known else "submitted",
-                prediction_id,
-                job.spec.model_name,
-            )
-            attempt = record.last
-            assert attempt is not None
-            try:
-                status = await wait_for(rt, job.spec, prediction_id, time.monotonic())
-            except NotFound as exc:
-                attempt.status = record.status = "ambiguous"
-                attempt.error_name, attempt.error_message = "NotFound", exc.message
-                await save_quietly(rt, record)
-                raise AmbiguousSubmission(
-                    f"prediction {prediction_id} is no longer known to the API; its outcome "
-                    "cannot be recovered and it is not resubmitted automatically"
-                ) from None
-        attempt.status = "completed" if status.is_completed else "failed"
-        attempt.completed_at = utc_now()
-        attempt.credits_used, attempt.credits_source = charged_credits(job.spec, status)
-        if not status.is_completed:
-            error = status.error
-            name = error.name if error else status.status
-            message = error.message if error else f"prediction ended as {status.status}"
-            attempt.error_name, attempt.error_message = name, message
-            record.status = "failed"
-            await save_quietly(rt, record)
-            log.info(
-                "Row %s: prediction %s failed: %s: %s",
-                job.spec.row_key,
-                prediction_id,
-                name,
-                message,
-            )
-            raise PredictionFailed(name, message, prediction_id=prediction_id)
-        await rt.save(record)
-        log.info(
-            "Row %s: prediction %s completed (%s credits)",
-            job.spec.row_key,
-            prediction_id,
-            attempt.credits_used,
-        )
-        return status
+        return await _predict(rt, index, save_completion=True)
 
     @task(name="fashn-collect", cache_policy=NO_CACHE, persist_result=False)
     async def collect(index: int, status: PredictionStatus) -> list[str]:
         """Download a completed prediction's outputs into storage."""
-        job = rt.jobs[index]
-        uris = await collect_outputs(rt, job.spec, status)
-        record = job.record
-        assert record is not None and record.last is not None
-        record.outputs = uris
-        shortfall = missing_outputs(job.spec, status, len(uris))
-        if shortfall is not None:
-            # Charged, but short: what did arrive is kept; the row fails and is never resent
-            # automatically (a second prediction would be charged again).
-            attempt = record.last
-            attempt.status = record.status = "failed"
-            attempt.error_name, attempt.error_message = "OutputMissing", shortfall
-            await rt.save(record)
-            raise PredictionFailed(
-                "OutputMissing", shortfall, prediction_id=status.id, retryable=False
-            )
-        record.status = "completed"
-        await rt.save(record)
-        return uris
+        return await _collect(rt, index, status)
 
-    return RowTasks(predict, collect)
+    return RowTasks(row, predict, collect, two_row_tasks())
+
+
+async def _predict(rt: Runtime, index: int, save_completion: bool) -> PredictionStatus:
+    """Submit (or resume) row ``index``'s prediction and wait until it is terminal.
+
+    Raises :class:`PredictionFailed` (recorded in the ledger) when it did not complete.
+    ``save_completion`` also writes the completed attempt to the ledger; the one-task row
+    leaves that to the write that records its outputs right after (a process that dies
+    in between resumes the recorded prediction either way).
+    """
+    job = rt.jobs[index]
+    record = job.record
+    assert record is not None
+    last = record.last
+    known = last.prediction_id if last and last.status in ("submitted", "completed") else None
+    inputs = None if known else await prepare(rt, job.spec)
+    log = get_run_logger()
+    # The lane (one of the account's in-flight slots) is held only from the POST until the
+    # prediction is seen terminal: task start-up, input preparation, the ledger write and
+    # the output downloads happen outside it, so the next row's prediction starts without
+    # a gap.
+    async with _lane(rt):
+        prediction_id = known or await submit(rt, job.spec, record, inputs)
+        log.info(
+            "Row %s: %s prediction %s (%s)",
+            job.spec.row_key,
+            "resumed" if known else "submitted",
+            prediction_id,
+            job.spec.model_name,
+        )
+        attempt = record.last
+        assert attempt is not None
+        try:
+            status = await wait_for(rt, job.spec, prediction_id, time.monotonic())
+        except NotFound as exc:
+            attempt.status = record.status = "ambiguous"
+            attempt.error_name, attempt.error_message = "NotFound", exc.message
+            await save_quietly(rt, record)
+            raise AmbiguousSubmission(
+                f"prediction {prediction_id} is no longer known to the API; its outcome "
+                "cannot be recovered and it is not resubmitted automatically"
+            ) from None
+    attempt.status = "completed" if status.is_completed else "failed"
+    attempt.completed_at = utc_now()
+    attempt.credits_used, attempt.credits_source = charged_credits(job.spec, status)
+    if not status.is_completed:
+        error = status.error
+        name = error.name if error else status.status
+        message = error.message if error else f"prediction ended as {status.status}"
+        attempt.error_name, attempt.error_message = name, message
+        record.status = "failed"
+        await save_quietly(rt, record)
+        log.info(
+            "Row %s: prediction %s failed: %s: %s", job.spec.row_key, prediction_id, name, message
+        )
+        raise PredictionFailed(name, message, prediction_id=prediction_id)
+    if save_completion:
+        await rt.save(record)
+    log.info(
+        "Row %s: prediction %s completed (%s credits)",
+        job.spec.row_key,
+        prediction_id,
+        attempt.credits_used,
+    )
+    return status
+
+
+async def _collect(rt: Runtime, index: int, status: PredictionStatus) -> list[str]:
+    """Download a completed prediction's outputs into storage and record the row."""
+    job = rt.jobs[index]
+    uris = await collect_outputs(rt, job.spec, status)
+    record = job.record
+    assert record is not None and record.last is not None
+    record.outputs = uris
+    shortfall = missing_outputs(job.spec, status, len(uris))
+    if shortfall is not None:
+        # Charged, but short: what did arrive is kept; the row fails and is never resent
+        # automatically (a second prediction would be charged again).
+        attempt = record.last
+        attempt.status = record.status = "failed"
+        attempt.error_name, attempt.error_message = "OutputMissing", shortfall
+        await rt.save(record)
+        raise PredictionFailed("OutputMissing", shortfall, prediction_id=status.id, retryable=False)
+    record.status = "completed"
+    await rt.save(record)
+    return uris
 
 
 def task_run_name(spec: RowSpec) -> str:
@@ -275,15 +315,58 @@ async def run_row(
         )
     if job.record is None:
         job.record = RowRecord(job.spec.row_key, job.spec.inputs_hash, job.spec.model_name)
+    retries = rt.config.retries
+    task_options: dict[str, Any] = {
+        "task_run_name": task_run_name(job.spec),
+        "retries": retries,
+        "retry_delay_seconds": [rt.config.retry_delay * 2**i for i in range(retries)] or 0,
+        "retry_condition_fn": _is_transient,
+    }
+    if tasks.two:
+        return await _run_two_tasks(rt, tasks, index, ahead, task_options)
     try:
         async with ahead or nullcontext():
-            predictor = tasks.predict.with_options(
-                task_run_name=task_run_name(job.spec),
-                retries=rt.config.retries,
-                retry_delay_seconds=[rt.config.retry_delay * 2**i for i in range(rt.config.retries)]
-                or 0,
-                retry_condition_fn=_is_transient,
+            runner = tasks.row.with_options(**task_options)
+            state: State[list[str]] = await cast(
+                Awaitable[State[list[str]]], runner(index, return_state=True)
             )
+    finally:
+        if rt.lanes is not None:
+            rt.lanes.finished()
+    if not state.is_completed():
+        return await _failed_row(rt, job, state)
+    return _row_from_record(job, "completed")
+
+
+async def _failed_row(rt: Runtime, job: Job, state: State[Any]) -> dict[str, Any]:
+    """The result row of a row task that did not complete, with its real error.
+
+    A row whose prediction completed (and was charged) but whose outputs could not be
+    stored is recorded as failed; a re-run resumes the recorded prediction and collects
+    its outputs, never submitting it again.
+    """
+    exc = await state.aresult(raise_on_failure=False)
+    name, message = _error_of(exc) if isinstance(exc, BaseException) else ("Failed", str(exc))
+    record = job.record
+    last = record.last if record is not None else None
+    if record is not None and last is not None and last.status == record.status == "completed":
+        record.status = "failed"
+        await save_quietly(rt, record)
+    return _row_from_record(job, "failed", error_name=name, error_message=message)
+
+
+async def _run_two_tasks(
+    rt: Runtime,
+    tasks: RowTasks,
+    index: int,
+    ahead: AbstractAsyncContextManager[Any] | None,
+    task_options: dict[str, Any],
+) -> dict[str, Any]:
+    """The earlier layout (``FASHN_ROW_TASKS=two``): a predict and a collect task run."""
+    job = rt.jobs[index]
+    try:
+        async with ahead or nullcontext():
+            predictor = tasks.predict.with_options(**task_options)
             state: State[PredictionStatus] = await cast(
                 Awaitable[State[PredictionStatus]], predictor(index, return_state=True)
             )
@@ -291,9 +374,7 @@ async def run_row(
         if rt.lanes is not None:
             rt.lanes.finished()
     if not state.is_completed():
-        exc = await state.aresult(raise_on_failure=False)
-        name, message = _error_of(exc) if isinstance(exc, BaseException) else ("Failed", str(exc))
-        return _row_from_record(job, "failed", error_name=name, error_message=message)
+        return await _failed_row(rt, job, state)
     status = await state.aresult()
     collector = tasks.collect.with_options(
         task_run_name=f"collect {job.spec.row_key}",
@@ -305,14 +386,7 @@ async def run_row(
         Awaitable[State[list[str]]], collector(index, status, return_state=True)
     )
     if not collected.is_completed():
-        error = await collected.aresult(raise_on_failure=False)
-        name, message = (
-            _error_of(error) if isinstance(error, BaseException) else ("Failed", str(error))
-        )
-        if job.record is not None:
-            job.record.status = "failed"
-            await save_quietly(rt, job.record)
-        return _row_from_record(job, "failed", error_name=name, error_message=message)
+        return await _failed_row(rt, job, collected)
     return _row_from_record(job, "completed")
 
 
