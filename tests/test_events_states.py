@@ -115,11 +115,20 @@ async def _events(
 
 
 async def _fired(automation: str, timeout: float = 60) -> bool:
-    """Whether the automation called ``automation`` triggered (waiting up to ``timeout``)."""
+    """Whether the automation called ``automation`` triggered (waiting up to ``timeout``).
+
+    Waits for *its* triggered event: another automation's may arrive first.
+    """
     async with get_client() as client:
         (found,) = await client.read_automations_by_name(automation)
-    events = await _events("prefect.automation.triggered", timeout=timeout)
-    return any(e.resource.id == f"prefect.automation.{found.id}" for e in events)
+    deadline = time.monotonic() + timeout
+    while True:
+        events = await _events("prefect.automation.triggered", timeout=timeout)
+        if any(e.resource.id == f"prefect.automation.{found.id}" for e in events):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.5)
 
 
 async def _task_logs(
