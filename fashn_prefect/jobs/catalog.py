@@ -12,10 +12,10 @@ same output root. Each valid row is compared with what that root already holds:
 * ``retry``: the row key and inputs were seen but never completed (a transient failure,
   or an interrupted run): submitted again (or resumed, see :mod:`fashn_prefect.run.plan`).
 
-The catalog is read and validated once; the run itself is a ``fashn-run-manifest`` subflow
-(:func:`fashn_prefect.run.pipeline.run_predictions` given the checked rows), which skips
-unchanged rows on its own; when nothing is new, changed or pending the catalog run submits nothing and writes
-no results table.
+The catalog is read and validated once; the run itself is a ``fashn-run-manifest``
+subflow (:func:`fashn_prefect.run.pipeline.run_predictions` given the checked rows),
+which skips unchanged rows on its own; when nothing is new, changed or pending the
+catalog run submits nothing and writes no results table.
 """
 
 from __future__ import annotations
