@@ -13,7 +13,11 @@ with tracebacks that look like data loss:
   flushes the last task-run events into that throwaway database, logs each cancellation
   as an ERROR with two tracebacks ("Error flushing 1 events"). Nothing of the run is lost
   (results, images and ledger are in storage already), so the ephemeral server's own log
-  is kept to CRITICAL. A server you run yourself (``PREFECT_API_URL``) is not affected.
+  is kept to CRITICAL. Its database pool also logs a rollback cancelled by the stop
+  ("Exception during reset or similar", with a traceback) through the root logger, so the
+  CLI starts that server itself, with its root logger at CRITICAL too
+  (:func:`start_temporary_server`); this process's own logging is unchanged. A server you
+  run yourself (``PREFECT_API_URL``) is not affected.
 
 Every setting is only a default: a value the user exported wins. On the terminal, row
 task logs (one "Finished in state" line per row, two per failed row) are left to the
@@ -44,6 +48,25 @@ def prefect_defaults() -> None:
         os.environ.setdefault(name, value)
 
 
+def start_temporary_server() -> None:
+    """Start Prefect's temporary server now (when no ``PREFECT_API_URL`` is set), with the
+    root logger of *its* process at CRITICAL; Prefect's flows then use this one."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    name = "PREFECT_LOGGING_ROOT_LEVEL"
+    exported = os.environ.get(name)
+    os.environ.setdefault(name, "CRITICAL")  # read by the server's process as it starts
+    try:
+        SubprocessASGIServer().start()
+    finally:
+        if exported is None:
+            del os.environ[name]
+
+
 class _RowTaskFilter(logging.Filter):
     """Keeps row-task records and flow INFO chatter off the terminal (not off the API)."""
 
@@ -65,6 +88,7 @@ def terminal_logs(quiet: bool) -> Iterator[None]:
         return
     from prefect.logging.handlers import PrefectConsoleHandler
 
+    start_temporary_server()
     keep = _RowTaskFilter(quiet)
     original = PrefectConsoleHandler.filter
 

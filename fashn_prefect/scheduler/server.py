@@ -351,6 +351,8 @@ class ServerLimits:
             )
             lease.expires = time.monotonic() + seconds
         except Exception as exc:
+            if lease not in self._held:
+                return  # given back while the renewal was on its way: nothing to keep
             log.warning("Could not renew %s slot: %s: %s", lease.name, type(exc).__name__, exc)
 
     async def _watch_waiting(self) -> None:
