@@ -204,9 +204,23 @@ MUTANTS = (
     Mutant(
         "predict-notfound-is-a-plain-failure",
         PIPELINE,
-        'attempt.status = record.status = "ambiguous"\n                attempt.error_name, attempt.error_message = "NotFound"',
-        'attempt.status = record.status = "failed"\n                attempt.error_name, attempt.error_message = "NotFound"',
+        'attempt.status = record.status = "ambiguous"\n            attempt.error_name, attempt.error_message = "NotFound"',
+        'attempt.status = record.status = "failed"\n            attempt.error_name, attempt.error_message = "NotFound"',
         T_EDGES,
+    ),
+    Mutant(
+        "plan-starts-new-submissions-before-resumed-predictions",
+        PLAN,
+        'rank = {"resume": 1, "submit": 2}',
+        'rank = {"resume": 2, "submit": 2}',
+        T_PLAN,
+    ),
+    Mutant(
+        "plan-starts-the-shortest-jobs-first",
+        PLAN,
+        "return position, -expected_seconds(job.spec) if position == 2 else 0.0",
+        "return position, expected_seconds(job.spec) if position == 2 else 0.0",
+        T_PLAN,
     ),
     Mutant(
         "task-retries-ambiguous-submissions",
