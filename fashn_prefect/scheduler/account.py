@@ -162,18 +162,20 @@ class AccountScheduler:
                 self._spare.append(held)
                 self._changed.wake_all()
                 server = self.server
-                server.later(server.poll, lambda: self._return_unused(held))
+                server.later(server.poll, lambda: self._return_if_unused(self._spare, held))
                 return
         held.handoffs = 0
         self.server.release(held)
 
-    def _return_unused(self, held: Lease) -> None:
+    def _return_if_unused(self, unused: list[Lease], lease: Lease) -> None:
+        """Give ``lease`` back to the server now if it is still in ``unused`` (a freed slot
+        no local prediction took, or a slot taken ahead that no call used)."""
         with self._lock:
-            if held not in self._spare:
+            if lease not in unused:
                 return
-            self._spare.remove(held)
+            unused.remove(lease)
         if self.server is not None:
-            self.server.release(held)
+            self.server.release(lease)
 
     def release_slot(self, held: Lease | None = None) -> None:
         """Give back a slot taken with :meth:`acquire_slot` (and its server slot ``held``)."""
@@ -261,19 +263,10 @@ class AccountScheduler:
                 if lease is None:
                     return
                 ahead.ready.append(lease)
-            server.later(keep_unused, lambda: self._return_unused_ahead(ahead, lease))
+            server.later(keep_unused, lambda: self._return_if_unused(ahead.ready, lease))
 
         for _ in range(missing):
             server.take_soon(name, granted)
-
-    def _return_unused_ahead(self, ahead: _Ahead, lease: Lease) -> None:
-        """A slot taken ahead that no call used: give it back now (it counted nothing)."""
-        with self._lock:
-            if lease not in ahead.ready:
-                return
-            ahead.ready.remove(lease)
-        if self.server is not None:
-            self.server.release(lease)
 
     def run_call(self) -> AbstractAsyncContextManager[None]:
         """Hold a place for one ``POST /v1/run`` in the account's run window."""

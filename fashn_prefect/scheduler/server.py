@@ -147,6 +147,7 @@ class ServerLimits:
         self._blocked = 0
         self._waiting_lease: Lease | None = None
         self._registered = False
+        self._closing = False
         self._yield_until = 0.0
         self.others_waiting = False
         """Whether another process waited for an in-flight slot at the last look."""
@@ -395,6 +396,9 @@ class ServerLimits:
             except Exception as exc:
                 log.warning("Could not take a %s slot ahead: %s: %s", name, type(exc).__name__, exc)
                 lease = None
+            if lease is not None and self._closing:  # granted while closing: nobody uses it
+                await self._release_now(lease)
+                lease = None
             granted(lease)
 
         self._submit(take())
@@ -421,20 +425,24 @@ class ServerLimits:
         if self._loop.is_closed() or not self._thread.is_alive():
             return
 
+        async def settle() -> None:
+            """Until the takes and releases already under way have reached the server."""
+            others = asyncio.all_tasks() - {asyncio.current_task(), self._renewer, self._watcher}
+            if others:
+                await asyncio.wait(others, timeout=10.0)
+
         async def drain() -> None:
+            self._closing = True
             while self._pending:
                 now = time.monotonic()
                 due, lease = min(self._pending.values(), key=lambda p: p[0])
                 if due > now:
                     await asyncio.sleep(due - now)
                 await self._release_now(lease)
+            await settle()  # a slot taken ahead and granted now is given back at once
             for lease in list(self._held):
                 await self._release_now(lease)
-            # Releases already under way (started by their timers) must reach the server
-            # before the loop stops.
-            others = asyncio.all_tasks() - {asyncio.current_task(), self._renewer, self._watcher}
-            if others:
-                await asyncio.wait(others, timeout=10.0)
+            await settle()
 
         try:
             self._run_soon(drain()).result(timeout)
