@@ -13,8 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +167,102 @@ class PrefectServer:
             stop(child)
         if self.proc is not None:
             stop(self.proc)
+
+
+class BusyProxy:
+    """A loopback HTTP proxy to a Prefect server that can play a busy one.
+
+    It forwards every request, counts requests by path, and answers the first ``times``
+    requests whose path contains a marker with ``503 database is locked``, as a server on
+    SQLite does when two writes meet. Use as a context manager; ``url`` replaces the
+    server's API URL.
+    """
+
+    def __init__(self, upstream_api_url: str) -> None:
+        self.upstream = upstream_api_url.rsplit("/api", 1)[0]
+        self.requests: Counter[str] = Counter()
+        self._busy: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._http = httpx.Client(base_url=self.upstream, timeout=30)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The API URL to give the client under test."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/api"
+
+    def busy(self, marker: str, times: int) -> None:
+        """Answer 503 to the next ``times`` requests whose path contains ``marker``."""
+        with self._lock:
+            self._busy[marker] = times
+
+    def count(self, marker: str) -> int:
+        """Requests so far whose path contains ``marker`` (answered busy or forwarded)."""
+        with self._lock:
+            return sum(n for path, n in self.requests.items() if marker in path)
+
+    def __enter__(self) -> BusyProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._http.close()
+
+    def _answer_busy(self, path: str) -> bool:
+        with self._lock:
+            self.requests[path] += 1
+            for marker, left in self._busy.items():
+                if marker in path and left > 0:
+                    self._busy[marker] = left - 1
+                    return True
+        return False
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path = self.path.split("?", 1)[0]
+                if proxy._answer_busy(path):
+                    status, headers, content = 503, {}, b'{"detail":"database is locked"}'
+                else:
+                    skip = {"host", "content-length", "connection", "accept-encoding"}
+                    response = proxy._http.request(
+                        self.command,
+                        self.path,
+                        content=body,
+                        headers={k: v for k, v in self.headers.items() if k.lower() not in skip},
+                    )
+                    status, content = response.status_code, response.content
+                    headers = {
+                        k: v
+                        for k, v in response.headers.items()
+                        if k.lower()
+                        not in {
+                            "content-length",
+                            "content-encoding",
+                            "connection",
+                            "transfer-encoding",
+                        }
+                    }
+                self.send_response(status)
+                headers.setdefault("content-type", "application/json")
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        return Handler

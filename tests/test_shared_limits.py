@@ -10,6 +10,7 @@ slots of a SIGKILLed process coming back by themselves, never early.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,11 +20,14 @@ from typing import Any
 import httpx
 import pytest
 from _helpers import all_results, catalog_rows, limit_rejections, write_manifest
-from _servers import FASHN_PREFECT, PrefectServer, free_port, kill_group
+from _servers import FASHN_PREFECT, BusyProxy, PrefectServer, free_port, kill_group
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
-from fashn_prefect.scheduler.server import LEASE_SECONDS, RENEW_EVERY
+from fashn_prefect.scheduler.account import AccountScheduler
+from fashn_prefect.scheduler.limits import ApiLimits
+from fashn_prefect.scheduler.server import HANDOFFS, LEASE_SECONDS, RENEW_EVERY, ServerLimits
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -196,3 +200,76 @@ def test_slots_of_a_killed_process_come_back_after_their_lease_never_before(
     assert {r["status"] for r in all_results(output)} == {"completed"}
     assert limit_rejections(stats) == {}
     assert stats["peak_in_flight"] <= 6
+
+
+TAKE = "increment-with-lease"  # the server endpoint that takes a slot
+
+
+def test_a_busy_server_is_asked_again_until_it_grants_the_slot(server: PrefectServer) -> None:
+    # SQLite answers "503 database is locked" while another write holds the database.
+    # Eight busy answers in a row are more than the Prefect client's own retries (five,
+    # after 2, 4, 8... s) would survive; the slot must still be granted, and counted once.
+    limits = ApiLimits(max_in_flight=2)
+    with BusyProxy(server.api_url) as proxy, temporary_settings({PREFECT_API_URL: proxy.url}):
+        slots = ServerLimits("busy-server", limits)
+        try:
+            slots_on_server = _limits(server)  # before: the account has none yet
+            assert "fashn-busy-server-in-flight" not in slots_on_server
+            asyncio.run(slots.take(slots.status_name))  # creates the limits
+            proxy.busy(TAKE, times=8)
+            before = proxy.count(TAKE)
+            lease = asyncio.run(slots.take(slots.in_flight_name))
+            assert proxy.count(TAKE) - before == 9  # eight busy answers, then the grant
+            assert _limits(server)["fashn-busy-server-in-flight"]["active_slots"] == 1
+            slots.release(lease)
+        finally:
+            slots.close()
+    assert _limits(server)["fashn-busy-server-in-flight"]["active_slots"] == 0
+
+
+def test_a_freed_slot_goes_to_the_next_prediction_here_until_another_process_waits(
+    server: PrefectServer,
+) -> None:
+    limits = ApiLimits(max_in_flight=1)
+    with BusyProxy(server.api_url) as proxy, temporary_settings({PREFECT_API_URL: proxy.url}):
+        here = AccountScheduler(limits, ServerLimits("handoff", limits, poll=2.0))
+        there = ServerLimits("handoff", limits)  # another process of the same account
+        assert here.server is not None
+
+        async def scenario() -> int:
+            held = await here.acquire_slot()
+            for n in range(4):  # four predictions in a row, one after another
+                here.lease(f"p{n}", 600, held)
+                here.release_prediction(f"p{n}")
+                held = await here.acquire_slot()
+            # The one server slot went from each prediction to the next: one take in all.
+            assert proxy.count(TAKE) == 1
+
+            waiting = asyncio.ensure_future(there.take(there.in_flight_name))
+            deadline = time.monotonic() + 30
+            while not here.server.others_waiting:  # seen within WATCH_SECONDS
+                assert time.monotonic() < deadline, "the waiting process was never seen"
+                await asyncio.sleep(0.05)
+            handed_on = 0
+            for n in range(HANDOFFS + 3):
+                here.lease(f"q{n}", 600, held)
+                here.release_prediction(f"q{n}")
+                mine = asyncio.ensure_future(here.acquire_slot())
+                await asyncio.wait({waiting, mine}, timeout=30, return_when="FIRST_COMPLETED")
+                if waiting.done():
+                    break
+                held = mine.result()
+                handed_on += 1
+            assert waiting.done(), "the waiting process never got the slot"
+            there.release(waiting.result())
+            here.release_slot(await asyncio.wait_for(mine, 30))
+            return handed_on
+
+        try:
+            handed_on = asyncio.run(scenario())
+        finally:
+            here.server.close()
+            there.close()
+    # While the other process waited, the slot stayed here at most HANDOFFS more times.
+    assert handed_on <= HANDOFFS
+    assert _limits(server)["fashn-handoff-in-flight"]["active_slots"] == 0

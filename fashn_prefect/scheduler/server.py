@@ -249,7 +249,8 @@ class ServerLimits:
         try:
             while True:
                 # Another process waits: let it have the slot this process just gave back.
-                await asyncio.sleep(max(0.0, self._yield_until - time.monotonic()))
+                while (pause := self._yield_until - time.monotonic()) > 0:
+                    await asyncio.sleep(min(pause, self.poll))
                 lease = await self._take(name, wait=False)
                 if lease is not None:
                     return lease
@@ -326,12 +327,15 @@ class ServerLimits:
             return  # already given back
         self._held.discard(lease)
         self._pending.pop(lease.lease_id, None)
+        yielding = lease.name == self.in_flight_name and self.others_waiting
+        if yielding:  # from now, not from the server's answer: no take of ours may race it
+            self._yield_until = float("inf")
         client = await self._prefect()
         try:
             await _busy_retry(lambda: client.release_concurrency_slots_with_lease(lease.lease_id))
         except Exception as exc:  # the lease expires by itself
             log.warning("Could not release %s slot: %s: %s", lease.name, type(exc).__name__, exc)
-        if lease.name == self.in_flight_name and self.others_waiting:
+        if yielding:
             self._yield_until = time.monotonic() + 2 * self.poll
         else:
             self._freed.setdefault(lease.name, asyncio.Event()).set()
