@@ -50,6 +50,8 @@ LEDGER = "fashn_prefect/store/ledger.py"
 SUBMIT = "fashn_prefect/run/submit.py"
 PIPELINE = "fashn_prefect/run/pipeline.py"
 CLIENT = "fashn_prefect/api/client.py"
+SERVER = "fashn_prefect/scheduler/server.py"
+ACCOUNT = "fashn_prefect/scheduler/account.py"
 T_LIMITS = ("tests/test_limits.py",)
 T_PLAN = ("tests/test_plan.py",)
 T_CLIENT = ("tests/test_client_mock.py",)
@@ -59,6 +61,13 @@ T_RUN_RATE = (
 )
 T_STATUS_RATE = (
     "tests/test_pipeline_limits.py::test_one_run_keeps_its_status_calls_within_a_tight_status_limit",
+)
+T_BUSY = (
+    "tests/test_shared_limits.py::test_a_busy_server_is_asked_again_until_it_grants_the_slot",
+)
+T_HANDOFF = (
+    "tests/test_shared_limits.py::"
+    "test_a_freed_slot_goes_to_the_next_prediction_here_until_another_process_waits",
 )
 T_INTENT = (
     "tests/test_storage_timeouts.py::test_a_row_whose_intent_cannot_be_recorded_is_never_submitted",
@@ -278,6 +287,28 @@ MUTANTS = (
         "        elif not error.retryable:\n            raise error",
         "        elif False:\n            raise error",
         T_CLIENT,
+    ),
+    # -- shared limits: slots held on the Prefect server
+    Mutant(
+        "server-busy-answer-fails-the-take",
+        SERVER,
+        "            if exc.response.status_code not in BUSY_STATUS or time.monotonic() > deadline:",
+        "            if True:",
+        T_BUSY,
+    ),
+    Mutant(
+        "account-freed-slot-always-goes-to-the-server",
+        ACCOUNT,
+        "            if held.handoffs < HANDOFFS or not self.server.others_waiting:",
+        "            if False:",
+        T_HANDOFF,
+    ),
+    Mutant(
+        "account-freed-slot-never-leaves-while-others-wait",
+        ACCOUNT,
+        "            if held.handoffs < HANDOFFS or not self.server.others_waiting:",
+        "            if True:",
+        T_HANDOFF,
     ),
 )
 
