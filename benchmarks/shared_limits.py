@@ -7,8 +7,13 @@ against the emulator (time-scaled), and reports efficiency against the bound (si
 and the run-rate window, from the emulator's record of every prediction), 429s, peak in
 flight and idle-slot seconds. Times are emulated seconds (real seconds / time scale).
 
+Two more kinds of case, with ``--cases``: ``pool2`` and ``pool3`` run 2 or 3 flow runs of
+a deployment at once, each on its own process worker of one work pool (the production
+topology; this checkout only), and ``whole`` runs the backfill's rows as one run, the
+reference for what chunk boundaries cost (``--backfill-rows``, ``--chunk``).
+
     .venv/bin/python benchmarks/shared_limits.py [--scale 0.2] [--rows 24] [--postgres]
-        [--baseline REV]
+        [--baseline REV] [--cases 1,2,3,backfill,whole,pool2,pool3]
 
 ``--baseline REV`` also runs every case with the package as it was at git revision REV
 (checked out into a temporary worktree and put first on ``PYTHONPATH`` of the run
@@ -18,6 +23,7 @@ processes), so old and new code are compared in one run on one server.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -188,15 +194,117 @@ def run_processes(
         log_file = (tmp / f"{output.name}.log").open("wb")
         procs.append((subprocess.Popen(args, env=env, stdout=log_file, stderr=log_file), output))
     ends = []
-    offset = time.time() - time.monotonic()
     for proc, output in procs:
         if proc.wait(timeout=1800) not in (0, 1):
             raise RuntimeError(f"{command} failed: see {output}.log")
         # The run ends when its report is written (the process may wait a little longer
         # to give back its last calls' rate-window slots).
-        for report in sorted((output / "runs").glob("*.json")):
-            finished = datetime.fromisoformat(json.loads(report.read_text())["finished_at"])
-            ends.append(finished.timestamp() - offset)
+        ends += report_ends(output)
+    return ends
+
+
+class WorkPool:
+    """A process work pool on the server with one deployment of ``run_manifest`` and
+    ``workers`` process workers polling it, each running one flow run at a time."""
+
+    def __init__(self, server: PrefectServer, tmp: Path, workers: int) -> None:
+        self.server = server
+        self.tmp = tmp
+        self.workers = workers
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> WorkPool:
+        env = self.server.env()
+        prefect = str(BIN / "prefect")
+        subprocess.run(
+            [prefect, "work-pool", "create", "bench", "--type", "process", "--overwrite"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        spec = self.tmp / "prefect.yaml"
+        spec.write_text(
+            "name: bench\npull: []\ndeployments:\n"
+            "  - name: bench\n    entrypoint: fashn_prefect.flows:run_manifest\n"
+            "    parameters: {credentials: bench}\n"
+            "    work_pool: {name: bench, work_queue_name: default}\n"
+        )
+        subprocess.run(
+            [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(spec)],
+            env=env,
+            cwd=self.tmp,
+            check=True,
+            capture_output=True,
+        )
+        for i in range(self.workers):
+            log_file = (self.tmp / f"worker-{i}.log").open("wb")
+            self.procs.append(
+                subprocess.Popen(
+                    [prefect, "worker", "start", "--pool", "bench", "--limit", "1"],
+                    env=self.server.env(
+                        PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="0"
+                    ),
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            proc.wait(timeout=10)
+
+    def run(self, emu: EmulatorProcess, parts: list[list[Any]], scale: float) -> list[float]:
+        """One flow run per part at once; each run's end (monotonic) from its report."""
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from fashn_prefect.credentials import FashnCredentials
+
+        outputs = []
+        with temporary_settings(updates={PREFECT_API_URL: self.server.api_url}):
+            FashnCredentials(api_key=emu.api_key, base_url=emu.url).save("bench", overwrite=True)
+
+            async def start_and_wait() -> None:
+                from prefect.deployments import run_deployment
+
+                runs = []
+                for i, jobs in enumerate(parts):
+                    manifest = self.tmp / f"pool-{len(parts)}-{i}.csv"
+                    write_manifest_csv(manifest, jobs)
+                    output = self.tmp / f"pool-{len(parts)}-{i}"
+                    outputs.append(output)
+                    settings = {"time_scale": scale, "shared_limits": True, "check_balance": False}
+                    parameters: dict[str, Any] = {"manifest": str(manifest), "output": str(output)}
+                    parameters["settings"] = settings
+                    runs.append(
+                        await run_deployment(
+                            "fashn-run-manifest/bench", parameters=parameters, timeout=0
+                        )
+                    )
+                async with get_client() as client:
+                    while True:
+                        states = [(await client.read_flow_run(r.id)).state for r in runs]
+                        if all(state is not None and state.is_final() for state in states):
+                            break
+                        await asyncio.sleep(1.0)
+
+            asyncio.run(start_and_wait())
+        return [end for output in outputs for end in report_ends(output)]
+
+
+def report_ends(output: Path) -> list[float]:
+    """When each run under ``output`` wrote its report (monotonic clock)."""
+    offset = time.time() - time.monotonic()
+    ends = []
+    for report in sorted((output / "runs").glob("*.json")):
+        finished = datetime.fromisoformat(json.loads(report.read_text())["finished_at"])
+        ends.append(finished.timestamp() - offset)
+    if not ends:
+        raise RuntimeError(f"no run report under {output}")
     return ends
 
 
@@ -209,11 +317,16 @@ def scenario(
     rows: int,
     chunk: int,
     code: Path | None = None,
+    pool: WorkPool | None = None,
 ) -> dict[str, Any]:
-    """One scenario on a fresh emulator: ``runs`` concurrent runs (or a backfill if chunk)."""
+    """One scenario on a fresh emulator: ``runs`` concurrent runs (or a backfill if chunk),
+    as CLI processes or, with ``pool``, as flow runs on its workers."""
     with EmulatorProcess(time_scale=scale, seed=17) as emu:
         urls = upload_images(emu)
-        if chunk:
+        if pool is not None:
+            jobs = make_jobs(rows * runs, urls, seed=5)
+            ends = pool.run(emu, [jobs[i::runs] for i in range(runs)], scale)
+        elif chunk:
             jobs = make_jobs(rows, urls, seed=5)
             ends = run_processes(
                 server,
@@ -268,11 +381,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=24, help="rows per run")
     parser.add_argument("--postgres", action="store_true", help="Prefect server on PostgreSQL")
     parser.add_argument("--designs", default="off,lanes,leases")
-    parser.add_argument("--cases", default="1,2,3,backfill", help="concurrent runs / backfill")
+    parser.add_argument("--cases", default="1,2,3,backfill", help="see the module doc")
     parser.add_argument("--baseline", default="", help="also run the code of this git revision")
+    parser.add_argument("--backfill-rows", type=int, default=0, help="default: 3 x --rows")
+    parser.add_argument("--chunk", type=int, default=0, help="backfill chunk; default: --rows")
     args = parser.parse_args()
     load = os.getloadavg()
-    cases = [(1, args.rows) if c == "backfill" else (int(c), 0) for c in args.cases.split(",")]
+    backfill_rows = args.backfill_rows or 3 * args.rows
+    chunk = args.chunk or args.rows
     table = Table(
         f"Shared limits on a real Prefect server ({'PostgreSQL' if args.postgres else 'SQLite'})",
         [
@@ -297,17 +413,35 @@ def main() -> None:
             codes: list[tuple[str, Path | None]] = [("this checkout", None)]
             if args.baseline:
                 codes.insert(0, (args.baseline, stack.enter_context(baseline(args.baseline))))
+            pool: WorkPool | None = None
             for design in args.designs.split(","):
-                for runs, chunk in cases if design != "off" else [(1, 0)]:
-                    rows = args.rows * 3 if chunk else args.rows
-                    case = (
-                        f"backfill {rows} rows, chunks of {chunk}"
-                        if chunk
-                        else f"{runs} concurrent run{'s' if runs > 1 else ''} x {rows} rows"
-                    )
-                    for label, code in codes if design != "off" else codes[-1:]:
+                for token in args.cases.split(",") if design != "off" else ["1"]:
+                    runs, rows, part, on_pool = 1, args.rows, 0, token.startswith("pool")
+                    if token == "backfill":
+                        rows, part = backfill_rows, chunk
+                        case = f"backfill {rows} rows, chunks of {part}"
+                    elif token == "whole":
+                        rows = backfill_rows
+                        case = f"1 run x {rows} rows (the backfill's rows)"
+                    else:
+                        runs = int(token.removeprefix("pool"))
+                        case = f"{runs} concurrent run{'s' if runs > 1 else ''} x {rows} rows"
+                        case += " on workers of one pool" if on_pool else ""
+                    if on_pool and pool is None:
+                        pool = stack.enter_context(WorkPool(server, tmp, 3))
+                    for label, code in codes if design != "off" and not on_pool else codes[-1:]:
                         log(f"{label} / {design}: {case}")
-                        r = scenario(server, tmp, design, args.scale, runs, rows, chunk, code)
+                        r = scenario(
+                            server,
+                            tmp,
+                            design,
+                            args.scale,
+                            runs,
+                            rows,
+                            part,
+                            code,
+                            pool if on_pool else None,
+                        )
                         table.add(
                             label,
                             design,
@@ -322,7 +456,9 @@ def main() -> None:
                         )
     table.notes += [
         "Each run is a separate `fashn-prefect run` process (the backfill: one process, one "
-        "subflow per chunk) against one `prefect server start`; all share one account.",
+        "subflow per chunk; 'on workers of one pool': flow runs of one deployment, each on "
+        "its own `prefect worker start` of a process work pool) against one `prefect server "
+        "start`; all share one account.",
         "Bound: six in-flight slots and 50 runs per 60 s, from the emulator's record of each "
         "prediction. Span: first submission to the end of the last run. Efficiency = bound / "
         "span. Idle slot-s = 6 x span - time predictions were in flight. Emulated seconds; "
