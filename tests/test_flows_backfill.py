@@ -83,6 +83,13 @@ async def test_budget_stops_submissions_and_chunks_are_subflows(
         assert sorted(r.name for r in chunks) == [
             f"backfill-chunk-000{i}-of-0004" for i in (1, 2, 3, 4)
         ]
+        # Chunks overlap (the next runs while the last one drains; tests/test_overlap.py),
+        # never more than two at once, and together never beyond the limits.
+        spans = [(r.start_time, r.end_time) for r in chunks]
+        assert all(start is not None and end is not None for start, end in spans), spans
+        for start, _ in spans:
+            assert sum(1 for s, e in spans if s <= start < e) <= 2, spans
+        assert stats["peak_in_flight"] <= 6 and limit_rejections(stats) == {}
         # The set is validated once; each chunk gets its rows as checked, and its flow run's
         # parameters name them rather than carry them.
         assert validations == [manifest]

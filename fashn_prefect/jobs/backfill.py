@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from fashn_prefect.jobs.overlap import run_overlapped
 from fashn_prefect.run.events import account_of
 from fashn_prefect.run.manifest import Manifest
 from fashn_prefect.run.observe import ProgressCallback, RunObserver, current_observer, observing
@@ -27,6 +28,10 @@ from fashn_prefect.run.request import CheckedRows, RunRequest
 from fashn_prefect.run.validate import ValidationReport
 from fashn_prefect.store.ledger import Ledger, RowRecord
 from fashn_prefect.store.results import read_results
+
+CHUNKS_AT_ONCE = 2
+"""Chunks that run at once: the next chunk starts while the last one drains, so the
+account's slots stay full across chunk boundaries."""
 
 
 @dataclass
@@ -260,37 +265,50 @@ async def run_backfill(
     result: dict[str, Any] = {"plan": plan.as_dict(), "dry_run": request.dry_run, "chunks": []}
     if request.dry_run:
         return result
-    done_before = 0
+    done: dict[int, int] = {}  # rows done so far, by chunk index
     charged = 0
     stopped = None
-    for chunk in plan.chunks:
-        if budget is not None and plan.spent_before + charged + chunk.estimated_credits > budget:
-            stopped = (
-                f"budget of {budget} credits reached after {charged} credits in this run; "
-                f"chunk {chunk.index} and later were not submitted"
-            )
-            warn("Backfill stopped: %s", stopped)
-            break
-        offset = done_before
+    finished: list[dict[str, Any]] = []
 
-        def forward(done: int, total: int, offset: int = offset) -> None:
+    def forward(index: int) -> ProgressCallback:
+        def report(rows_done: int, total: int) -> None:
+            done[index] = rows_done
             if on_progress is not None:
-                on_progress(offset + done, plan.to_run)
+                on_progress(sum(done.values()), plan.to_run)
 
-        chunk_observer = RunObserver(forward if on_progress else None, current_observer())
-        with observing(chunk_observer):
+        return report
+
+    def admit(chunk: Chunk, running: list[Chunk]) -> bool:
+        nonlocal stopped
+        # A running chunk counts at its estimate until it reports what it charged.
+        committed = charged + sum(c.estimated_credits for c in running)
+        if budget is None or plan.spent_before + committed + chunk.estimated_credits <= budget:
+            return True
+        stopped = (
+            f"budget of {budget} credits reached after {committed} credits in this run; "
+            f"chunk {chunk.index} and later were not submitted"
+        )
+        warn("Backfill stopped: %s", stopped)
+        return False
+
+    async def run_chunk(chunk: Chunk) -> dict[str, Any]:
+        name = f"backfill-chunk-{chunk.index:04d}-of-{len(plan.chunks):04d}"
+        progress = forward(chunk.index) if on_progress else None
+        with observing(RunObserver(progress, current_observer())):
             # The chunk's rows go to the subflow as they are, already read and validated.
-            name = f"backfill-chunk-{chunk.index:04d}-of-{len(plan.chunks):04d}"
-            rows = chunk_of(source, chunk, f"{manifest}#{name}")
             summary = await summary_of(  # a chunk with failed rows ends Failed
                 pipeline.run_predictions.with_options(flow_run_name=name)(
-                    rows=rows, **chunk_request.flow_parameters()
+                    rows=chunk_of(source, chunk, f"{manifest}#{name}"),
+                    **chunk_request.flow_parameters(),
                 )
             )
-        done_before += len(chunk.rows)
+        return summary
+
+    def chunk_done(chunk: Chunk, summary: dict[str, Any]) -> None:
+        nonlocal charged
         chunk_charged = int((summary.get("totals") or {}).get("credits_charged", 0))
         charged += chunk_charged
-        result["chunks"].append(
+        finished.append(
             {
                 "index": chunk.index,
                 "label": chunk.label,
@@ -306,6 +324,11 @@ async def run_backfill(
             chunk.label,
             chunk_charged,
         )
+
+    await run_overlapped(
+        plan.chunks, run_chunk, at_once=CHUNKS_AT_ONCE, admit=admit, finished=chunk_done
+    )
+    result["chunks"] = sorted(finished, key=lambda item: item["index"])
     totals: dict[str, int] = {}
     for item in result["chunks"]:
         for key in ("completed", "failed", "skipped", "credits_charged"):
