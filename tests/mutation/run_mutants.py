@@ -52,6 +52,7 @@ PIPELINE = "fashn_prefect/run/pipeline.py"
 CLIENT = "fashn_prefect/api/client.py"
 SERVER = "fashn_prefect/scheduler/server.py"
 ACCOUNT = "fashn_prefect/scheduler/account.py"
+OVERLAP = "fashn_prefect/jobs/overlap.py"
 T_LIMITS = ("tests/test_limits.py",)
 T_PLAN = ("tests/test_plan.py",)
 T_CLIENT = ("tests/test_client_mock.py",)
@@ -69,6 +70,7 @@ T_HANDOFF = (
     "tests/test_shared_limits.py::"
     "test_a_freed_slot_goes_to_the_next_prediction_here_until_another_process_waits",
 )
+T_OVERLAP = ("tests/test_overlap.py",)
 T_INTENT = (
     "tests/test_storage_timeouts.py::test_a_row_whose_intent_cannot_be_recorded_is_never_submitted",
 )
@@ -309,6 +311,21 @@ MUTANTS = (
         "            if held.handoffs < HANDOFFS or not self.server.others_waiting:",
         "            if True:",
         T_HANDOFF,
+    ),
+    # -- backfill chunks, two at once
+    Mutant(
+        "backfill-chunks-one-after-another",
+        OVERLAP,
+        "            await settle(until_fewer_than=at_once)",
+        "            await settle(until_fewer_than=1)",
+        T_OVERLAP,
+    ),
+    Mutant(
+        "backfill-abandons-running-chunks-on-a-crash",
+        OVERLAP,
+        "    finally:\n        await settle(until_fewer_than=1)",
+        "    finally:\n        pass",
+        T_OVERLAP,
     ),
 )
 
