@@ -447,6 +447,10 @@ class ServerLimits:
             for lease in list(self._held):
                 await self._release_now(lease)
             await settle()
+            background = [task for task in (self._renewer, self._watcher) if task is not None]
+            for task in background:  # nothing left to renew or watch
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
 
         try:
             self._run_soon(drain()).result(timeout)
