@@ -273,3 +273,37 @@ def test_a_freed_slot_goes_to_the_next_prediction_here_until_another_process_wai
     # While the other process waited, the slot stayed here at most HANDOFFS more times.
     assert handed_on <= HANDOFFS
     assert _limits(server)["fashn-handoff-in-flight"]["active_slots"] == 0
+
+
+def test_blocked_takes_of_one_process_ask_the_server_one_at_a_time(
+    server: PrefectServer,
+) -> None:
+    # Every ask for a full limit is a write on the server. A process whose six rows all
+    # wait must not ask six times per poll interval: one asks, the others queue behind it.
+    limits = ApiLimits(max_in_flight=1)
+    poll = 0.2
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        there = ServerLimits("one-asker", limits)  # another process holds the only slot
+    with BusyProxy(server.api_url) as proxy, temporary_settings({PREFECT_API_URL: proxy.url}):
+        here = ServerLimits("one-asker", limits, poll=poll)
+
+        async def scenario() -> tuple[int, float]:
+            held = await there.take(there.in_flight_name)
+            started = time.monotonic()
+            takes = [asyncio.ensure_future(here.take(here.in_flight_name)) for _ in range(4)]
+            await asyncio.sleep(2.0)
+            asks, elapsed = proxy.count(TAKE), time.monotonic() - started
+            there.release(held)
+            for taken in asyncio.as_completed(takes, timeout=60):  # each one is served
+                here.release(await taken)
+            return asks, elapsed
+
+        try:
+            asks, elapsed = asyncio.run(scenario())
+        finally:
+            here.close()
+            there.close()
+    # Four first tries and one 'waiting' slot, then one ask per poll interval at most
+    # (four askers would make about four times as many).
+    assert asks <= 4 + 1 + elapsed / poll + 2, (asks, elapsed)
+    assert _limits(server)["fashn-one-asker-in-flight"]["active_slots"] == 0

@@ -159,6 +159,7 @@ class ServerLimits:
         self._pending: dict[UUID, tuple[float, Lease]] = {}
         self._ensured = False
         self._setup: asyncio.Lock | None = None
+        self._asking: asyncio.Lock | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         # The creator's Prefect settings (API URL); replaced, on the thread, by the same
@@ -245,22 +246,30 @@ class ServerLimits:
         await self._ensure()
         if name != self.in_flight_name:
             return await self._take(name)
-        blocked = False
+        await self._yield_to_waiting_process()
+        lease = await self._take(name, wait=False)
+        if lease is not None:
+            return lease
+        await self._count_blocked(+1)
         try:
-            while True:
-                # Another process waits: let it have the slot this process just gave back.
-                while (pause := self._yield_until - time.monotonic()) > 0:
-                    await asyncio.sleep(min(pause, self.poll))
-                lease = await self._take(name, wait=False)
-                if lease is not None:
-                    return lease
-                if not blocked:
-                    blocked = True
-                    await self._count_blocked(+1)
-                await self._wait_freed(name)
+            # One blocked take of this process asks the server at a time (every poll
+            # interval); the others queue behind it and ask the moment it is served.
+            if self._asking is None:
+                self._asking = asyncio.Lock()
+            async with self._asking:
+                while True:
+                    await self._yield_to_waiting_process()
+                    lease = await self._take(name, wait=False)
+                    if lease is not None:
+                        return lease
+                    await self._wait_freed(name)
         finally:
-            if blocked:
-                await self._count_blocked(-1)
+            await self._count_blocked(-1)
+
+    async def _yield_to_waiting_process(self) -> None:
+        """While another process waits, let it have the slot this process just gave back."""
+        while (pause := self._yield_until - time.monotonic()) > 0:
+            await asyncio.sleep(min(pause, self.poll))
 
     async def _take(self, name: str, wait: bool = True) -> Any:
         """A slot of ``name`` (None when none is free and not ``wait``)."""

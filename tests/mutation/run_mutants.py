@@ -70,6 +70,9 @@ T_HANDOFF = (
     "tests/test_shared_limits.py::"
     "test_a_freed_slot_goes_to_the_next_prediction_here_until_another_process_waits",
 )
+T_ONE_ASKER = (
+    "tests/test_shared_limits.py::test_blocked_takes_of_one_process_ask_the_server_one_at_a_time",
+)
 T_OVERLAP = ("tests/test_overlap.py",)
 T_INTENT = (
     "tests/test_storage_timeouts.py::test_a_row_whose_intent_cannot_be_recorded_is_never_submitted",
@@ -311,6 +314,13 @@ MUTANTS = (
         "            if held.handoffs < HANDOFFS or not self.server.others_waiting:",
         "            if True:",
         T_HANDOFF,
+    ),
+    Mutant(
+        "server-every-blocked-take-asks",
+        SERVER,
+        "            async with self._asking:",
+        "            async with contextlib.nullcontext():",
+        T_ONE_ASKER,
     ),
     # -- backfill chunks, two at once
     Mutant(
