@@ -285,7 +285,8 @@ async def run_backfill(
         if budget is None or plan.spent_before + committed + chunk.estimated_credits <= budget:
             return True
         stopped = (
-            f"budget of {budget} credits reached after {committed} credits in this run; "
+            f"budget of {budget} credits reached after {committed} credits in this run "
+            "(a running chunk at its estimate); "
             f"chunk {chunk.index} and later were not submitted"
         )
         warn("Backfill stopped: %s", stopped)

@@ -12,7 +12,8 @@ Three global concurrency limits per account, created on first use when absent:
   server round trip; while another process waits for one (``-waiting`` counts them,
   watched every :data:`WATCH_SECONDS`), at most :data:`HANDOFFS` times in a row, and a
   process that gave a slot back pauses two poll intervals before taking one again, so no
-  run is starved.
+  run is starved. However many of a process's predictions wait for a slot, one of them
+  asks the server at a time.
 
 Every slot is a lease. If the process dies, its slots come back by themselves when the
 lease expires (at most :data:`LEASE_SECONDS` after the last renewal) and the server's
@@ -250,8 +251,8 @@ class ServerLimits:
         lease = await self._take(name, wait=False)
         if lease is not None:
             return lease
-        await self._count_blocked(+1)
         try:
+            await self._count_blocked(+1)
             # One blocked take of this process asks the server at a time (every poll
             # interval); the others queue behind it and ask the moment it is served.
             if self._asking is None:
@@ -339,14 +340,15 @@ class ServerLimits:
         yielding = lease.name == self.in_flight_name and self.others_waiting
         if yielding:  # from now, not from the server's answer: no take of ours may race it
             self._yield_until = float("inf")
-        client = await self._prefect()
         try:
+            client = await self._prefect()
             await _busy_retry(lambda: client.release_concurrency_slots_with_lease(lease.lease_id))
         except Exception as exc:  # the lease expires by itself
             log.warning("Could not release %s slot: %s: %s", lease.name, type(exc).__name__, exc)
-        if yielding:
-            self._yield_until = time.monotonic() + 2 * self.poll
-        else:
+        finally:
+            if yielding:
+                self._yield_until = time.monotonic() + 2 * self.poll
+        if not yielding:
             self._freed.setdefault(lease.name, asyncio.Event()).set()
 
     async def _release_after(self, lease: Lease, delay: float) -> None:
