@@ -88,6 +88,18 @@ def db_bytes(path: Path) -> int:
     return int((pages - free) * size)
 
 
+def table_bytes(path: Path) -> dict[str, int]:
+    """Bytes per table of the database, its indexes counted with their table."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
+        owners = dict(db.execute("SELECT name, tbl_name FROM sqlite_master"))
+        sizes = db.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
+    totals: dict[str, int] = {}
+    for name, size in sizes:
+        table = owners.get(name, name)
+        totals[table] = totals.get(table, 0) + int(size)
+    return totals
+
+
 def settled_db_bytes(path: Path, quiet: float = 2.0, limit: float = 30.0) -> int:
     """The database size once the server has written what it was sent (events are
     persisted in batches): until it stops growing for ``quiet`` seconds."""
@@ -111,6 +123,7 @@ class Outcome:
     cpu: float
     server_cpu: float
     db_growth: int
+    table_growth: dict[str, int]
     failed: int
     stats: dict[str, Any]
 
@@ -138,6 +151,7 @@ def run_once(case: str, layout: str, n: int, scale: float, args: argparse.Namesp
         os.environ["FASHN_API_KEY"] = emulator.api_key
         os.environ["FASHN_BASE_URL"] = emulator.url
         size0 = settled_db_bytes(db)
+        tables0 = table_bytes(db)
         server0 = children_cpu(exclude=[emulator_pid])
         cpu0, t0 = time.process_time(), time.monotonic()
         try:
@@ -157,12 +171,16 @@ def run_once(case: str, layout: str, n: int, scale: float, args: argparse.Namesp
             wall = time.monotonic() - t0
             cpu = time.process_time() - cpu0
         size1 = settled_db_bytes(db)
+        tables1 = table_bytes(db)
         server = children_cpu(exclude=[emulator_pid]) - server0
         stats = emulator.stats()
     totals = report["totals"]
     failed = int(totals["rows"] - totals["completed"])
     log(f"{case} / {LAYOUTS[layout]}: {wall:.1f} s wall, {cpu:.1f} s CPU, {failed} failed")
-    return Outcome(case, LAYOUTS[layout], n, wall, cpu, server, size1 - size0, failed, stats)
+    growth = {name: size - tables0.get(name, 0) for name, size in tables1.items()}
+    return Outcome(
+        case, LAYOUTS[layout], n, wall, cpu, server, size1 - size0, growth, failed, stats
+    )
 
 
 def table(outcomes: list[Outcome], args: argparse.Namespace) -> Table:
@@ -235,6 +253,31 @@ def table(outcomes: list[Outcome], args: argparse.Namespace) -> Table:
     return t
 
 
+def growth_table(outcomes: list[Outcome], args: argparse.Namespace, top: int = 6) -> Table:
+    """Where each run's Prefect database growth went: KB per row, by table."""
+    totals: dict[str, int] = {}
+    for o in outcomes:
+        for name, size in o.table_growth.items():
+            totals[name] = totals.get(name, 0) + max(size, 0)
+    names = sorted(totals, key=totals.__getitem__, reverse=True)[:top]
+    t = Table(
+        "Raised limits: Prefect DB growth by table, KB per row (indexes counted with their table)",
+        ["rows", "row tasks", *names, "all tables"],
+    )
+    for o in outcomes:
+        t.add(
+            o.case,
+            o.layout,
+            *(o.table_growth.get(name, 0) / 1024.0 / o.rows for name in names),
+            sum(o.table_growth.values()) / 1024.0 / o.rows,
+        )
+    t.notes.append(
+        "Growth of each table's pages (SQLite's dbstat), measured around the same runs as "
+        "the table above; pages are allocated in 4 KB steps, so a small table's figure is coarse."
+    )
+    return t
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run every case with both row-task layouts and print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -263,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     home.cleanup()
     result = table(outcomes, args)
     result.notes.append(load_note(load))
-    emit("raised_limits", [result])
+    emit("raised_limits", [result, growth_table(outcomes, args)])
 
 
 if __name__ == "__main__":
