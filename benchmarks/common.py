@@ -7,6 +7,7 @@ CPU time can be measured apart from the emulator's.
 
 from __future__ import annotations
 
+import heapq
 import io
 import json
 import math
@@ -310,6 +311,38 @@ def makespan_bound(
         after = max(sum(ordered[:late]) / in_flight, ordered[late - 1])
         rate = max(rate, g * window + after)
     return Bound(n, durations, sum(durations) / in_flight, rate, max(durations))
+
+
+def zero_delay_replay(
+    predictions: list[dict[str, Any]],
+    in_flight: int = DEFAULT_IN_FLIGHT,
+    run_limit: tuple[int, float] = RUN_LIMIT,
+) -> float:
+    """The in-flight span of a client with no delay at all, running the same jobs in the
+    order they were submitted: each one submitted the moment a slot is free and the
+    run-rate window allows, and seen finished the moment it finishes.
+
+    The gap between :func:`makespan_bound` and this is the tail of the last wave, which
+    no client that does not know each job's duration in advance can avoid; the gap
+    between this and a run's own span is what its polling and hand-offs cost.
+    """
+    jobs = sorted(
+        (p["created_at"], p["completed_at"] - p["created_at"])
+        for p in predictions
+        if p["completed_at"] is not None
+    )
+    if not jobs:
+        return 0.0
+    requests, window = run_limit
+    slots = [0.0] * in_flight
+    starts: list[float] = []
+    for _, duration in jobs:
+        start = heapq.heappop(slots)
+        if len(starts) >= requests:
+            start = max(start, starts[-requests] + window)
+        starts.append(start)
+        heapq.heappush(slots, start + duration)
+    return max(slots)
 
 
 # --------------------------------------------------------------------------- reporting
