@@ -181,6 +181,7 @@ def table(outcomes: list[Outcome], scale: float, n: int, mode: str) -> Table:
         [
             "true latency",
             "poller",
+            "mean job latency (emu s)",
             "bound (emu s)",
             "makespan (emu s)",
             "efficiency",
@@ -201,6 +202,7 @@ def table(outcomes: list[Outcome], scale: float, n: int, mode: str) -> Table:
         t.add(
             o.scenario,
             o.poller,
+            _mean(bound.durations),
             f"{bound.value:,.0f} ({bound.binding})",
             makespan,
             bound.value / makespan if makespan else float("nan"),

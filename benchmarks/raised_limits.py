@@ -45,6 +45,7 @@ from common import (
     log,
     makespan_bound,
     png,
+    proc_cpu,
     write_manifest_csv,
 )
 from throughput import warm_up
@@ -122,6 +123,7 @@ class Outcome:
     wall: float
     cpu: float
     server_cpu: float
+    emulator_cpu: float
     db_growth: int
     table_growth: dict[str, int]
     failed: int
@@ -153,6 +155,7 @@ def run_once(case: str, layout: str, n: int, scale: float, args: argparse.Namesp
         size0 = settled_db_bytes(db)
         tables0 = table_bytes(db)
         server0 = children_cpu(exclude=[emulator_pid])
+        emulator0 = proc_cpu(emulator_pid)
         cpu0, t0 = time.process_time(), time.monotonic()
         try:
             report = asyncio.run(
@@ -173,13 +176,24 @@ def run_once(case: str, layout: str, n: int, scale: float, args: argparse.Namesp
         size1 = settled_db_bytes(db)
         tables1 = table_bytes(db)
         server = children_cpu(exclude=[emulator_pid]) - server0
+        emulator_cpu = proc_cpu(emulator_pid) - emulator0
         stats = emulator.stats()
     totals = report["totals"]
     failed = int(totals["rows"] - totals["completed"])
     log(f"{case} / {LAYOUTS[layout]}: {wall:.1f} s wall, {cpu:.1f} s CPU, {failed} failed")
     growth = {name: size - tables0.get(name, 0) for name, size in tables1.items()}
     return Outcome(
-        case, LAYOUTS[layout], n, wall, cpu, server, size1 - size0, growth, failed, stats
+        case,
+        LAYOUTS[layout],
+        n,
+        wall,
+        cpu,
+        server,
+        emulator_cpu,
+        size1 - size0,
+        growth,
+        failed,
+        stats,
     )
 
 
@@ -199,6 +213,8 @@ def table(outcomes: list[Outcome], args: argparse.Namespace) -> Table:
             "in-flight span (emu s) / its efficiency",
             "flow CPU ms / row",
             "server CPU ms / row",
+            "emulator CPU ms / row",
+            "cores needed at the bound's pace",
             "Prefect DB KB / row",
             "429s",
             "failed rows",
@@ -222,6 +238,8 @@ def table(outcomes: list[Outcome], args: argparse.Namespace) -> Table:
             f"{span:,.0f} / {bound.value / span if span else float('nan'):.3f}",
             1000.0 * o.cpu / o.rows,
             1000.0 * o.server_cpu / o.rows,
+            1000.0 * o.emulator_cpu / o.rows,
+            (o.cpu + o.server_cpu + o.emulator_cpu) / (bound.value * args.time_scale),
             o.db_growth / 1024.0 / o.rows,
             sum(o.stats["rejected"].values()),
             o.failed,
@@ -247,6 +265,9 @@ def table(outcomes: list[Outcome], args: argparse.Namespace) -> Table:
         "logging and event sending); server CPU = the Prefect test server subprocess; "
         "Prefect DB = growth of its SQLite database (pages in use, after the server has "
         "persisted what it was sent).",
+        "cores needed at the bound's pace = (flow + server + emulator CPU) / the bound in "
+        "real seconds: what running the whole case as fast as the bound would take. Above "
+        "the machine's cores (less what else runs on it), the bound cannot be reached here.",
         "Both layouts run in one session, one after the other, on a shared machine: compare "
         "the rows of one case with each other.",
     ]
