@@ -216,6 +216,20 @@ MUTANTS = (
         T_STATUS_RATE,
     ),
     Mutant(
+        "polls-spread-evenly-through-the-range",
+        "fashn_prefect/scheduler/polls.py",
+        "target = last + min(max(step, body_step / 2), body_step)",
+        "target = last + body_step / 2",
+        ("tests/test_pipeline_latency.py", "tests/test_polls.py"),
+    ),
+    Mutant(
+        "poll-by-the-documented-table-only",
+        "fashn_prefect/run/poll.py",
+        "    if documented_only():",
+        "    if True:",
+        ("tests/test_pipeline_latency.py",),
+    ),
+    Mutant(
         "predict-notfound-is-a-plain-failure",
         PIPELINE,
         'attempt.status = record.status = "ambiguous"\n            attempt.error_name, attempt.error_message = "NotFound"',
