@@ -109,18 +109,24 @@ async def _wait_learned(
             min_step = polls.min_step(status_limit) / scale
             body = polls.body_polls(status_limit, key, scale)
             next_poll = started + prediction.next_poll(min_step, body) * scale
-            now = time.monotonic()
-            if next_poll > now:
-                await asyncio.sleep(next_poll - now)
-            async with rt.limiter.status_call():
-                status = await rt.client.status(prediction_id)
-            rt.stats.status_calls += 1
+            status = await _poll_at(rt, prediction_id, next_poll)
             now = time.monotonic()
             prediction.seen((now - started) / scale, status.status, status.is_terminal)
             if status.is_terminal:
                 return status
             if now > deadline:
                 raise _timeout(prediction_id, status, (now - started) / scale)
+
+
+async def _poll_at(rt: Runtime, prediction_id: str, when: float) -> PredictionStatus:
+    """One status call at monotonic time ``when`` (or as soon as the status window allows)."""
+    now = time.monotonic()
+    if when > now:
+        await asyncio.sleep(when - now)
+    async with rt.limiter.status_call():
+        status = await rt.client.status(prediction_id)
+    rt.stats.status_calls += 1
+    return status
 
 
 def _timeout(prediction_id: str, status: PredictionStatus, waited: float) -> PollingTimeout:
@@ -139,12 +145,7 @@ async def _wait_documented(
     deadline = started + max(high * 10.0, 900.0) * scale
     next_poll = started + first * scale
     while True:
-        now = time.monotonic()
-        if next_poll > now:
-            await asyncio.sleep(next_poll - now)
-        async with rt.limiter.status_call():
-            status = await rt.client.status(prediction_id)
-        rt.stats.status_calls += 1
+        status = await _poll_at(rt, prediction_id, next_poll)
         if status.is_terminal:
             return status
         now = time.monotonic()

@@ -211,8 +211,8 @@ MUTANTS = (
     Mutant(
         "poll-skips-the-status-limiter",
         "fashn_prefect/run/poll.py",
-        "            async with rt.limiter.status_call():\n                status = await",
-        "            async with asyncio.timeout(None):\n                status = await",
+        "    async with rt.limiter.status_call():\n        status = await",
+        "    async with asyncio.timeout(None):\n        status = await",
         T_STATUS_RATE,
     ),
     Mutant(
