@@ -19,11 +19,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
-from fashn_prefect.scheduler.limits import ApiLimits, RateLimit
+from fashn_prefect.scheduler.limits import ApiLimits, CallWindow
 from fashn_prefect.scheduler.server import HANDOFFS, Lease, ServerLimits
 
 __all__ = ["AHEAD", "AccountScheduler", "account_scheduler"]
@@ -67,27 +66,6 @@ class _Ahead:
         self.taking = 0
 
 
-class _Window:
-    """At most ``limit.requests`` calls in any ``limit.seconds``, counted from a call's
-    start until ``limit.seconds`` after it finishes (so the server can never count one
-    too many)."""
-
-    def __init__(self, limit: RateLimit) -> None:
-        self.limit = limit
-        self.finished: deque[float] = deque()
-        self.active = 0
-
-    def wait_needed(self, now: float) -> float | None:
-        """0 when a call may start now, else seconds to wait (None: until a call ends)."""
-        while self.finished and now - self.finished[0] >= self.limit.seconds:
-            self.finished.popleft()
-        if len(self.finished) + self.active < self.limit.requests:
-            return 0.0
-        if self.finished:
-            return max(self.limit.seconds - (now - self.finished[0]), 0.001)
-        return None
-
-
 class AccountScheduler:
     """The account's limits in this process: in-flight slots, run and status windows."""
 
@@ -99,8 +77,8 @@ class AccountScheduler:
         self._in_flight = 0
         self._waiting = 0
         self._spare: list[Lease] = []
-        self._run = _Window(limits.run)
-        self._status = _Window(limits.status)
+        self._run = CallWindow(limits.run)
+        self._status = CallWindow(limits.status)
         self._ahead: dict[str, _Ahead] = {}
         self._leases: dict[str, tuple[float, Lease | None]] = {}
         self.peak_in_flight = 0
@@ -213,12 +191,12 @@ class AccountScheduler:
             self.release_slot(held)
 
     @asynccontextmanager
-    async def _call(self, window: _Window, name: str) -> AsyncIterator[None]:
+    async def _call(self, window: CallWindow, name: str) -> AsyncIterator[None]:
         while True:
             with self._lock:
                 wait = window.wait_needed(time.monotonic())
                 if wait == 0.0:
-                    window.active += 1
+                    window.start()
                     break
                 future = self._changed.add()
             with suppress(TimeoutError):
@@ -231,8 +209,7 @@ class AccountScheduler:
             yield
         finally:
             with self._lock:
-                window.active -= 1
-                window.finished.append(time.monotonic())
+                window.finish(time.monotonic())
                 self._changed.wake_all()
             if held is not None and self.server is not None:
                 # The call counts on the server until one window after it finished.

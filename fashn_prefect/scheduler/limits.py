@@ -66,57 +66,83 @@ class ApiLimits:
         )
 
 
-class SlidingWindow:
-    """Async limiter: at most ``limit.requests`` calls in any ``limit.seconds`` window.
+class CallWindow:
+    """The calls of one rate limit: how many are running, and when the others finished.
 
-    A call counts from when it starts until ``limit.seconds`` after it *finishes*, so the
+    A call counts from its start until ``limit.seconds`` after it *finishes*, so the
     server, which sees each request somewhere in between, can never count one too many.
-    ``clock`` gives the current time in seconds (the event loop's clock; tests pass a
-    virtual one).
+    Not synchronised: :class:`SlidingWindow` and the account scheduler guard it.
+    """
+
+    def __init__(self, limit: RateLimit) -> None:
+        self.limit = limit
+        self.finished: deque[float] = deque()
+        self.active = 0
+
+    def wait_needed(self, now: float) -> float | None:
+        """0 when a call may start at ``now``, else seconds to wait (None: until a call ends)."""
+        while self.finished and now - self.finished[0] >= self.limit.seconds:
+            self.finished.popleft()
+        if len(self.finished) + self.active < self.limit.requests:
+            return 0.0
+        if self.finished:
+            return max(self.limit.seconds - (now - self.finished[0]), 0.001)
+        return None
+
+    def start(self) -> None:
+        """Count a call that starts now (after :meth:`wait_needed` returned 0)."""
+        self.active += 1
+
+    def finish(self, now: float) -> None:
+        """A call that started has finished at ``now``."""
+        self.active -= 1
+        self.finished.append(now)
+
+
+class SlidingWindow:
+    """Async limiter: at most ``limit.requests`` calls in any ``limit.seconds`` window,
+    counted as :class:`CallWindow` does. ``clock`` gives the current time in seconds (the
+    event loop's clock; tests pass a virtual one).
     """
 
     def __init__(self, limit: RateLimit, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
+        self._calls = CallWindow(limit)
         self._clock = clock
-        self._finished: deque[float] = deque()
-        self._active = 0
         self._cond = asyncio.Condition()
+
+    @property
+    def limit(self) -> RateLimit:
+        """The limit in force."""
+        return self._calls.limit
 
     def resize(self, requests: int) -> None:
         """Allow ``requests`` calls per window from now on (at least one)."""
-        self.limit = replace(self.limit, requests=max(1, requests))
+        self._calls.limit = replace(self.limit, requests=max(1, requests))
 
     def quiet_in(self) -> float:
         """Seconds until every call made so far has left the window (0 when none is active)."""
-        if self._active:
+        if self._calls.active:
             return self.limit.seconds
-        if not self._finished:
+        if not self._calls.finished:
             return 0.0
-        return max(0.0, self._finished[-1] + self.limit.seconds - self._clock())
+        return max(0.0, self._calls.finished[-1] + self.limit.seconds - self._clock())
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one call's place in the window."""
         async with self._cond:
-            while True:
-                now = self._clock()
-                while self._finished and now - self._finished[0] >= self.limit.seconds:
-                    self._finished.popleft()
-                if len(self._finished) + self._active < self.limit.requests:
-                    break
-                if self._finished:
-                    wait = self.limit.seconds - (now - self._finished[0])
-                    with suppress(TimeoutError):
-                        await asyncio.wait_for(self._cond.wait(), timeout=max(wait, 0.001))
-                else:
+            while (wait := self._calls.wait_needed(self._clock())) != 0.0:
+                if wait is None:
                     await self._cond.wait()
-            self._active += 1
+                else:
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(self._cond.wait(), timeout=wait)
+            self._calls.start()
         try:
             yield
         finally:
             async with self._cond:
-                self._active -= 1
-                self._finished.append(self._clock())
+                self._calls.finish(self._clock())
                 self._cond.notify_all()
 
 
