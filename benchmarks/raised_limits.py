@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
+import pstats
 import sqlite3
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,6 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--status-limit", default=STATUS_LIMIT, help="N/SECONDS (emulated)")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
+    parser.add_argument("--profile", help="write a cProfile of the flow process to this file")
     args = parser.parse_args(argv)
     load = os.getloadavg()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -320,9 +324,14 @@ def main(argv: list[str] | None = None) -> None:
     outcomes: list[Outcome] = []
     with prefect_test_harness():
         warm_up()
+        profile = cProfile.Profile() if args.profile else None
         for case in args.cases.split(","):
             for layout in args.layouts.split(","):
-                outcomes.append(run_once(case, layout, args.rows, args.time_scale, args))
+                with profile or nullcontext():
+                    outcomes.append(run_once(case, layout, args.rows, args.time_scale, args))
+        if profile is not None:
+            profile.dump_stats(args.profile)
+            pstats.Stats(profile).sort_stats("tottime").print_stats(30)
     os.environ.pop("FASHN_ROW_TASKS", None)
     home.cleanup()
     result = table(outcomes, args)
