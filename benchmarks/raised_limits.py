@@ -277,7 +277,7 @@ def table(outcomes: list[Outcome], args: argparse.Namespace) -> Table:
     return t
 
 
-def growth_table(outcomes: list[Outcome], args: argparse.Namespace, top: int = 6) -> Table:
+def growth_table(outcomes: list[Outcome], top: int = 6) -> Table:
     """Where each run's Prefect database growth went: KB per row, by table."""
     totals: dict[str, int] = {}
     for o in outcomes:
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     home.cleanup()
     result = table(outcomes, args)
     result.notes.append(load_note(load))
-    emit("raised_limits", [result, growth_table(outcomes, args)])
+    emit("raised_limits", [result, growth_table(outcomes)])
 
 
 if __name__ == "__main__":
