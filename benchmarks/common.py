@@ -237,12 +237,12 @@ def make_jobs(n: int, urls: dict[str, list[str]], seed: int = 7) -> list[Job]:
 
 def expected_mean_duration() -> float:
     """Mean emulated in-flight time of a job of :data:`MIX` (queue + processing)."""
-    from fashn_prefect.api import models as catalogue
+    from fashn_prefect.api import specs
 
     total = 0.0
     for weight, model, fixed in MIX:
         inputs = {name: "https://x/y.png" for name in IMAGE_FIELDS[model]} | fixed
-        low, high = catalogue.expected_latency(model, inputs)
+        low, high = specs.expected_latency(model, inputs)
         total += weight * ((low + high) / 2 + QUEUE_MEAN)
     return total / sum(w for w, _, _ in MIX)
 

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import DEFAULT_IN_FLIGHT, Table, emit, make_jobs, makespan_bound
 
-from fashn_prefect.api import models as catalogue
-from fashn_prefect.run.plan import Job, Plan, launch_order
+from fashn_prefect.api import specs as model_specs
+from fashn_prefect.run.plan import PlannedRow, Plan, launch_order
 from fashn_prefect.run.validate import RowSpec
 
 
@@ -57,7 +57,7 @@ def main() -> None:
             jobs = make_jobs(n, urls, seed=seed)
             durations = []
             for job in jobs:
-                low, high = catalogue.expected_latency(job.model_name, job.inputs)
+                low, high = model_specs.expected_latency(job.model_name, job.inputs)
                 durations.append(
                     rng.uniform(low, high) + rng.uniform(0.2, 1.0) + rng.uniform(0.5, 2.0)
                 )
@@ -66,10 +66,10 @@ def main() -> None:
                 RowSpec(i + 1, job.row_id, job.model_name, job.inputs, {}, "", 1)
                 for i, job in enumerate(jobs)
             ]
-            plan = Plan([Job(spec, "submit") for spec in specs])
+            plan = Plan([PlannedRow(spec, "submit") for spec in specs])
 
             def expected(spec: RowSpec) -> float:
-                return sum(catalogue.expected_latency(spec.model_name, spec.inputs)) / 2
+                return sum(model_specs.expected_latency(spec.model_name, spec.inputs)) / 2
 
             manifest += bound.value / makespan(durations, range(n))
             longest += bound.value / makespan(durations, launch_order(plan, expected))

@@ -102,7 +102,7 @@ def measure(manifest: str, output: str) -> dict[str, Any]:
     t = time.perf_counter()
     rows = [
         result_row(job.spec, "completed", prediction_ids=["x"], output_uris=["y"])
-        for job in plan.jobs
+        for job in plan.rows
     ]
     table = results_table(rows, "flow-run-id", datetime.now(UTC))
     written = write_results(table, output, "bench", csv=True)
@@ -116,7 +116,7 @@ def measure(manifest: str, output: str) -> dict[str, Any]:
         "rows": report.total_rows,
         "valid": len(report.rows),
         "credits": credits,
-        "actions": sorted({j.action for j in plan.jobs}),
+        "actions": sorted({j.action for j in plan.rows}),
         "times": times,
         "sizes": sizes,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Any
 
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
 from fashn_prefect.api.client import FashnClient
-
-DEFAULT_BASE_URL = "https://api.fashn.ai"
+from fashn_prefect.environment import DEFAULT_BASE_URL, FASHN_API_KEY, FASHN_BASE_URL
 
 
 class FashnCredentials(CredentialsBlock):
@@ -54,16 +52,16 @@ class FashnCredentials(CredentialsBlock):
     @classmethod
     def from_env(cls) -> FashnCredentials:
         """Build credentials from ``FASHN_API_KEY`` and ``FASHN_BASE_URL``."""
-        key = os.environ.get("FASHN_API_KEY")
+        key = FASHN_API_KEY.get()
         if not key:
-            from fashn_prefect.api.errors import ConfigurationError
+            from fashn_prefect.errors import ConfigurationError
 
             raise ConfigurationError(
                 "No FASHN API key: set FASHN_API_KEY or pass a FashnCredentials block."
             )
         return cls(
             api_key=SecretStr(key),
-            base_url=os.environ.get("FASHN_BASE_URL") or DEFAULT_BASE_URL,
+            base_url=FASHN_BASE_URL.get() or DEFAULT_BASE_URL,
         )
 
     def get_client(self, *args: Any, **kwargs: Any) -> FashnClient:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from fashn_prefect.scheduler.limits import ApiLimits, RateLimit
+from fashn_prefect.scheduler.rates import ApiLimits, RateLimit
 
 __all__ = ["FailureThreshold", "FashnSettings"]
 
@@ -79,11 +79,6 @@ class FashnSettings(BaseModel):
         None,
         description="Hold the limits on the Prefect server, shared by every run of the "
         "account (default: on when PREFECT_API_URL is set).",
-    )
-    shared_limits_design: Literal["leases", "lanes"] = Field(
-        "leases",
-        description="How shared limits are held: 'leases' (a leased server slot per call and "
-        "per prediction) or 'lanes' (the earlier design: run-long lanes with a cool-down).",
     )
     # Retries and timeouts.
     retries: int = Field(3, ge=0, description="Retries of a row after a transient failure.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fashn_prefect.api.models import (
+from fashn_prefect.api.specs import (
     MODELS,
     Problem,
     UnknownModel,
@@ -691,7 +691,7 @@ def test_every_model_has_latency_and_format(name):
 
 
 def test_catalogue_data_errors_name_the_file_model_and_problem(tmp_path: Path) -> None:
-    from fashn_prefect.api.model_data import CatalogueDataError, load_models
+    from fashn_prefect.api.specs import ModelSpecError, load_models
 
     cases = {
         "no-models.json": ("{}", "expected"),
@@ -713,16 +713,16 @@ def test_catalogue_data_errors_name_the_file_model_and_problem(tmp_path: Path) -
     for name, (text, fragment) in cases.items():
         path = tmp_path / name
         path.write_text(text)
-        with pytest.raises(CatalogueDataError) as caught:
+        with pytest.raises(ModelSpecError) as caught:
             load_models(path)
         assert str(path) in str(caught.value) and fragment in str(caught.value)
 
 
 def test_catalogue_data_model_gets_full_validation_and_estimates() -> None:
-    from fashn_prefect.api import models as catalogue
-    from fashn_prefect.api.model_data import load_models
+    from fashn_prefect.api import specs
+    from fashn_prefect.api.specs import load_models
 
-    saved = dict(catalogue._REGISTRY)
+    saved = dict(specs.builtin._REGISTRY)
     try:
         data = {
             "models": {
@@ -739,11 +739,11 @@ def test_catalogue_data_model_gets_full_validation_and_estimates() -> None:
         }
         assert load_models(data) == ["studio-x"]
         image = "https://cdn.example/a.png"
-        assert catalogue.estimate_credits("studio-x", {"image": image, "num_images": 2}) == 2
-        assert catalogue.estimate_credits("studio-x", {"image": image, "resolution": "4k"}) == 4
-        problems = catalogue.validate("studio-x", {"resolution": "8k"})
+        assert specs.estimate_credits("studio-x", {"image": image, "num_images": 2}) == 2
+        assert specs.estimate_credits("studio-x", {"image": image, "resolution": "4k"}) == 4
+        problems = specs.validate("studio-x", {"resolution": "8k"})
         assert {p.field for p in problems if p.level == "error"} == {"image", "resolution"}
     finally:
-        catalogue._REGISTRY.clear()
-        catalogue._REGISTRY.update(saved)
-    assert "studio-x" not in catalogue.MODELS
+        specs.builtin._REGISTRY.clear()
+        specs.builtin._REGISTRY.update(saved)
+    assert "studio-x" not in specs.MODELS

@@ -8,10 +8,12 @@ import email.utils
 import httpx
 import pytest
 
-from fashn_prefect.api.client import DEFAULT_BASE_URL, FashnClient, FetchedOutput
-from fashn_prefect.api.errors import ConfigurationError, OutputUnavailable
+from fashn_prefect.api.client import FashnClient
 from fashn_prefect.api.outputs import decode_data_uri, is_expired_base64
+from fashn_prefect.api.responses import FetchedOutput
 from fashn_prefect.api.retry import backoff_delay, parse_retry_after, retry_delay
+from fashn_prefect.environment import DEFAULT_BASE_URL
+from fashn_prefect.errors import ConfigurationError, OutputUnavailable
 
 KEY = "fa-config-secret-KEY-42"
 

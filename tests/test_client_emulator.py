@@ -19,7 +19,7 @@ from _helpers import png_data_uri
 from PIL import Image
 
 from fashn_prefect.api.client import FashnClient
-from fashn_prefect.api.errors import (
+from fashn_prefect.errors import (
     AmbiguousSubmission,
     InternalServerError,
     NotFound,

@@ -22,8 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from fashn_prefect.api.client import FashnClient, InvalidResponse
-from fashn_prefect.api.errors import (
+from fashn_prefect.api.client import FashnClient
+from fashn_prefect.errors import InvalidResponse
+from fashn_prefect.errors import (
     AmbiguousSubmission,
     APIError,
     InternalServerError,

@@ -2,7 +2,7 @@
 
 Every other credit check compares the product with itself (the emulator charges with the
 product's own catalogue). This table is written by hand from the docs pages and does not
-import ``fashn_prefect.api.models``: each entry names the page it comes from (and the section
+import ``fashn_prefect.api.specs``: each entry names the page it comes from (and the section
 of /work/shared/reference/fashn-api.md that quotes it). Three end-to-end checks hold the
 code to it:
 
@@ -46,7 +46,7 @@ from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
 from fashn_prefect.run.manifest import read_manifest
 from fashn_prefect.run.outcome import summary_of
-from fashn_prefect.run.pipeline import run_manifest
+from fashn_prefect.flows import run_manifest
 from fashn_prefect.run.validate import validate_manifest
 
 DOCS = "https://docs.fashn.ai"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from _helpers import api_client, png_data_uri, wait_terminal
 
-from fashn_prefect.api import models as catalogue
+from fashn_prefect.api import specs
 from fashn_prefect.emulator import DEFAULT_API_KEY, EmulatorServer
 
 KEY = "fa-emulator-SECRET-api-key-123"
@@ -156,7 +156,7 @@ def test_state_progression_in_order(server: EmulatorServer) -> None:
 
 
 def _expected(model: str, inputs: dict[str, Any]) -> int:
-    return catalogue.estimate_credits(model, inputs)
+    return specs.estimate_credits(model, inputs)
 
 
 def test_credits_header_and_balance_for_several_models(
@@ -243,7 +243,7 @@ def test_stats_document(server: EmulatorServer) -> None:
     assert prediction["status"] == "completed" and prediction["error"] is None
     assert prediction["credits"] == 1 and prediction["output_count"] == 1
     assert prediction["completed_at"] > prediction["created_at"]
-    low, high = catalogue.expected_latency("background-remove", inputs)
+    low, high = specs.expected_latency("background-remove", inputs)
     assert low - 0.01 <= prediction["duration"] <= high + 5
     assert prediction["webhook"] is None
     assert set(stats["faults_injected"]) >= {"run_5xx", "status_5xx", "runtime"}

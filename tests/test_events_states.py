@@ -205,7 +205,7 @@ async def test_a_run_with_failed_rows_ends_failed_and_says_why(
 async def test_a_clean_run_completes_with_counts_and_a_tolerated_failure_too(
     api: PrefectServer, emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    from fashn_prefect.run.pipeline import run_manifest
+    from fashn_prefect.flows import run_manifest
 
     params = _catalog(tmp_path, emulator, 4, 0, "clean")
     state = await run_manifest(**params, return_state=True)
@@ -254,7 +254,7 @@ async def test_a_budget_stop_fails_the_backfill_with_spent_and_remaining(
 async def test_an_audit_with_an_anomaly_fails_and_emits_it(
     api: PrefectServer, emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    from fashn_prefect.run.pipeline import run_manifest
+    from fashn_prefect.flows import run_manifest
 
     params = _catalog(tmp_path, emulator, 3, 0, "audited")
     await run_manifest(**params)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image, ImageDraw
 
-from fashn_prefect.api import models as catalogue
+from fashn_prefect.api import specs
 from fashn_prefect.emulator import EmulatorServer
 from fashn_prefect.review.gallery import write_gallery
 from fashn_prefect.run.validate import RowSpec
@@ -61,7 +61,7 @@ def picture(
 
 def spec(row: int, key: str, model: str, inputs: dict[str, Any], **meta: Any) -> RowSpec:
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-    return RowSpec(row, key, model, inputs, meta, digest, catalogue.estimate_credits(model, inputs))
+    return RowSpec(row, key, model, inputs, meta, digest, specs.estimate_credits(model, inputs))
 
 
 @dataclass

@@ -16,6 +16,8 @@ PACKAGE = Path(fashn_prefect.__file__).parent
 
 # Bottom to top. A module may import its own layer and any layer before it.
 LAYERS = [
+    "environment",
+    "errors",
     "api",
     "store",
     "scheduler",
@@ -28,13 +30,24 @@ LAYERS = [
     "flows",
     "cli",
 ]
-# The emulator is a separate tool: it may use the model specs only.
-EMULATOR_MAY_IMPORT = {"emulator", "api"}
+# The emulator is a separate tool: it may use the model specs (and what they import) only.
+EMULATOR_MAY_IMPORT = {"emulator", "api", "environment", "errors"}
 
 
 def _layer(module: str) -> str | None:
     parts = module.split(".")
     return parts[1] if len(parts) > 1 and parts[0] == "fashn_prefect" else None
+
+
+def _module_of(name: str, modules: set[str]) -> str | None:
+    """The module ``name`` refers to (``a.b.func`` -> ``a.b``), or None outside the package."""
+    parts = name.split(".")
+    while parts:
+        candidate = ".".join(parts)
+        if candidate in modules:
+            return candidate
+        parts.pop()
+    return None
 
 
 def _imports(path: Path, module: str) -> set[str]:
@@ -91,3 +104,35 @@ def test_each_layer_says_what_it_owns():
         init = PACKAGE / layer / "__init__.py"
         if init.exists():
             assert ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))), init
+
+
+def test_no_import_cycle_between_modules():
+    """No module reaches itself through imports, lazy and TYPE_CHECKING ones included."""
+    modules = dict((module, path) for path, module in _modules())
+    names = set(modules)
+    graph = {
+        module: {
+            target
+            for name in _imports(path, module)
+            if (target := _module_of(name, names)) not in (None, module)
+            # A package's __init__ is not "imported" by its own submodules' relative names.
+            and not module.startswith(f"{target}.")
+        }
+        for module, path in modules.items()
+    }
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                cycles.append(" -> ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []

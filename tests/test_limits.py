@@ -1,4 +1,4 @@
-"""The in-process limiter (fashn_prefect.scheduler.limits) on a virtual clock.
+"""The in-process limiter (fashn_prefect.scheduler.rates) on a virtual clock.
 
 Every test runs on an event loop whose clock only moves when every task is waiting: a
 sleep or a timed wait jumps straight to the next timer. Times are exact, nothing depends
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fashn_prefect.scheduler.limits import (
+from fashn_prefect.scheduler.rates import (
     ApiLimits,
     Lanes,
     Limiter,

@@ -20,7 +20,7 @@ from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
 from fashn_prefect.jobs.audit import audit
 from fashn_prefect.run.outcome import summary_of
-from fashn_prefect.run.pipeline import run_manifest
+from fashn_prefect.flows import run_manifest
 from fashn_prefect.store.fs import filesystem
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
@@ -310,7 +310,7 @@ async def test_a_model_the_catalogue_does_not_know_runs_as_a_pass_through(
 
 
 async def test_unknown_models_can_be_forbidden(emu: EmulatorServer, tmp_path: Path) -> None:
-    from fashn_prefect.run.pipeline import ManifestInvalid
+    from fashn_prefect import ManifestInvalid
 
     emu.set_faults(accept_unknown_models=True)
     rows = _new_model_rows(tmp_path, "tryon-v9", 2)
@@ -325,16 +325,16 @@ async def test_unknown_models_can_be_forbidden(emu: EmulatorServer, tmp_path: Pa
 @pytest.fixture
 def catalogue_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A catalogue data file named by FASHN_PREFECT_MODELS; the catalogue is restored after."""
-    from fashn_prefect.api import models as catalogue
+    from fashn_prefect.api import specs
 
-    saved = dict(catalogue._REGISTRY)
+    saved = dict(specs.builtin._REGISTRY)
     path = tmp_path / "models.json"
     monkeypatch.setenv("FASHN_PREFECT_MODELS", str(path))
     try:
         yield path
     finally:
-        catalogue._REGISTRY.clear()
-        catalogue._REGISTRY.update(saved)
+        specs.builtin._REGISTRY.clear()
+        specs.builtin._REGISTRY.update(saved)
 
 
 async def test_a_new_model_added_as_data_is_validated_and_estimated(
@@ -342,7 +342,7 @@ async def test_a_new_model_added_as_data_is_validated_and_estimated(
 ) -> None:
     import json
 
-    from fashn_prefect.run.pipeline import ManifestInvalid
+    from fashn_prefect import ManifestInvalid
 
     model = {
         "inputs": {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fashn_prefect.run.plan import Job, Plan, launch_order, make_plan
+from fashn_prefect.run.plan import PlannedRow, Plan, launch_order, make_plan
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.run.write import result_row, results_table, write_results
 from fashn_prefect.store.ledger import Attempt, Ledger, RowRecord
@@ -38,7 +38,7 @@ def plan_one(
     *,
     resubmit_ambiguous: bool = False,
     retry_failed: bool = False,
-) -> Job:
+) -> PlannedRow:
     if saved is not None:
         Ledger(str(output)).save(saved)
     plan = make_plan(
@@ -47,7 +47,7 @@ def plan_one(
         resubmit_ambiguous=resubmit_ambiguous,
         retry_failed=retry_failed,
     )
-    (job,) = plan.jobs
+    (job,) = plan.rows
     return job
 
 
@@ -170,7 +170,7 @@ def test_estimated_credits_count_only_rows_that_will_be_charged(tmp_path: Path) 
         if state is not None:
             ledger.save(state)
     plan = make_plan(rows, str(tmp_path))
-    assert [j.action for j in plan.jobs] == ["submit", "resume", "recover", "ambiguous", "failed"]
+    assert [j.action for j in plan.rows] == ["submit", "resume", "recover", "ambiguous", "failed"]
     assert plan.estimated_credits == 1 + 10
     assert [j.spec.row_key for j in plan.to_submit] == ["row-0"]
 
@@ -197,7 +197,7 @@ def test_a_damaged_ledger_record_makes_its_row_ambiguous_not_new(
 
     plan = make_plan([spec("row-1"), spec("row-2", row=2)], str(tmp_path))
 
-    bad, good = plan.jobs
+    bad, good = plan.rows
     assert bad.action == "ambiguous" and bad.record is None
     assert bad.problem is not None
     assert ledger.path("row-1") in bad.problem and "'row-1'" in bad.problem
@@ -207,7 +207,7 @@ def test_a_damaged_ledger_record_makes_its_row_ambiguous_not_new(
     assert plan.estimated_credits == 1  # the resumed row only
 
     again = make_plan([spec("row-1")], str(tmp_path), resubmit_ambiguous=True)
-    assert again.jobs[0].action == "submit"
+    assert again.rows[0].action == "submit"
 
 
 def test_an_unreadable_ledger_record_makes_its_row_ambiguous(tmp_path: Path) -> None:
@@ -237,12 +237,12 @@ def test_launch_order_starts_running_predictions_first_then_the_longest_jobs() -
     new submission; new ones start longest first, so short jobs fill the run's end."""
     expected = {"short": 3.0, "long": 40.0, "mid": 12.0, "mid-too": 12.0}
     jobs = [
-        Job(spec("short", row=1), "submit"),
-        Job(spec("long", row=2), "submit"),
-        Job(spec("done", row=3), "skip"),
-        Job(spec("mid", row=4), "submit"),
-        Job(spec("running", row=5), "resume"),
-        Job(spec("mid-too", row=6), "submit"),
+        PlannedRow(spec("short", row=1), "submit"),
+        PlannedRow(spec("long", row=2), "submit"),
+        PlannedRow(spec("done", row=3), "skip"),
+        PlannedRow(spec("mid", row=4), "submit"),
+        PlannedRow(spec("running", row=5), "resume"),
+        PlannedRow(spec("mid-too", row=6), "submit"),
     ]
     order = launch_order(Plan(jobs), lambda s: expected.get(s.row_key, 0.0))
     assert [jobs[i].spec.row_key for i in order] == [

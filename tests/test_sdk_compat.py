@@ -10,7 +10,7 @@ import pytest
 from _helpers import png_data_uri
 from fashn import AsyncFashn, Fashn
 
-from fashn_prefect.api import models as catalogue
+from fashn_prefect.api import specs
 from fashn_prefect.emulator import EmulatorServer
 
 PERSON = png_data_uri((180, 120, 90), (48, 72))
@@ -53,8 +53,8 @@ def test_subscribe_completes_with_credits(
     assert result.error is None
     assert enqueued == [result.id]
     assert updates[-1] == "completed"
-    assert result.credits_used == catalogue.estimate_credits(model, inputs)
-    assert result.output and len(result.output) == catalogue.output_count(model, inputs)
+    assert result.credits_used == specs.estimate_credits(model, inputs)
+    assert result.output and len(result.output) == specs.output_count(model, inputs)
     assert all(url.startswith(f"{server.url}/cdn/{result.id}/output_") for url in result.output)
 
 
@@ -90,7 +90,7 @@ async def test_async_subscribe(server: EmulatorServer) -> None:
             poll_interval=10,
         )
     assert result.status == "completed"
-    assert result.credits_used == catalogue.estimate_credits(
+    assert result.credits_used == specs.estimate_credits(
         "tryon-max", {"model_image": PERSON, "product_image": GARMENT}
     )
 

@@ -17,7 +17,7 @@ connections). ``run`` is retried only when no prediction can exist:
 * a failure before the request left (``ConnectError``, ``ConnectTimeout``, ``PoolTimeout``).
 
 A read or write timeout, a connection dropped after sending, an undecodable 200, or a 5xx
-without the documented body raise :class:`~fashn_prefect.api.errors.AmbiguousSubmission`, never
+without the documented body raise :class:`~fashn_prefect.errors.AmbiguousSubmission`, never
 resent. A 4xx without the documented body is mapped by status code and raised, not retried.
 
 Retry timing. A positive ``Retry-After`` (or ``retry-after-ms``) is honoured as a minimum
@@ -41,10 +41,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import quote
@@ -52,47 +50,39 @@ from urllib.parse import quote
 import httpx
 
 from fashn_prefect import __version__
-from fashn_prefect.api.errors import (
+from fashn_prefect.api.outputs import (
+    decode_data_uri,
+    is_expired_base64,
+    output_media_type,
+)
+from fashn_prefect.api.responses import (
+    CreditBalance,
+    FetchedOutput,
+    PredictionStatus,
+    as_int,
+    parse_status,
+)
+from fashn_prefect.api.retry import RETRY_AFTER_MAX, parse_retry_after, retry_delay
+from fashn_prefect.environment import DEFAULT_BASE_URL, FASHN_API_KEY, FASHN_BASE_URL
+from fashn_prefect.errors import (
     API_ERRORS,
     AmbiguousSubmission,
     APIError,
     BadRequest,
     ConfigurationError,
-    FashnError,
     InternalServerError,
+    InvalidResponse,
     NotFound,
     OutputUnavailable,
     RateLimitExceeded,
     UnauthorizedAccess,
 )
-from fashn_prefect.api.outputs import (
-    decode_data_uri,
-    extension_for,
-    is_expired_base64,
-    output_media_type,
-)
-from fashn_prefect.api.retry import RETRY_AFTER_MAX, parse_retry_after, retry_delay
 
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "DEFAULT_TIMEOUT",
-    "NON_TERMINAL_STATUSES",
-    "CreditBalance",
-    "FashnClient",
-    "FetchedOutput",
-    "InvalidResponse",
-    "PredictionError",
-    "PredictionStatus",
-]
+__all__ = ["DEFAULT_TIMEOUT", "FashnClient"]
 
 logger = logging.getLogger("fashn_prefect.api.client")
 
-DEFAULT_BASE_URL = "https://api.fashn.ai"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
-API_KEY_ENV = "FASHN_API_KEY"
-BASE_URL_ENV = "FASHN_BASE_URL"
-CREDITS_USED_HEADER = "x-fashn-credits-used"
-NON_TERMINAL_STATUSES = frozenset({"starting", "in_queue", "processing"})
 _RETRYABLE_RUN_ERRORS = frozenset(
     {"RateLimitExceeded", "ConcurrencyLimitExceeded", "InternalServerError"}
 )
@@ -129,67 +119,6 @@ _FALLBACK_BY_STATUS: dict[int, type[APIError]] = {
 Operation = Literal["run", "status", "credits", "fetch"]
 
 
-class InvalidResponse(FashnError):
-    """A 2xx response whose body does not match the documented schema."""
-
-
-@dataclass(frozen=True)
-class PredictionError:
-    """The ``error`` object of a failed prediction (``name`` may be any string)."""
-
-    name: str
-    message: str
-
-
-@dataclass(frozen=True)
-class PredictionStatus:
-    """A parsed ``GET /v1/status/{id}`` response."""
-
-    id: str
-    status: str
-    output: list[str] | None
-    error: PredictionError | None
-    credits_used: int | None
-    output_problem: str | None = None
-    """Set when ``output`` came in a form no FASHN document describes (nothing was kept)."""
-
-    @property
-    def is_terminal(self) -> bool:
-        """True unless the status is starting, in_queue or processing (unknown counts as terminal)."""
-        return self.status not in NON_TERMINAL_STATUSES
-
-    @property
-    def is_completed(self) -> bool:
-        """True when the prediction completed successfully."""
-        return self.status == "completed"
-
-
-@dataclass(frozen=True)
-class CreditBalance:
-    """A parsed ``GET /v1/credits`` response."""
-
-    total: int
-    subscription: int
-    on_demand: int
-
-
-@dataclass(frozen=True)
-class FetchedOutput:
-    """The bytes of one prediction output and its media type (magic bytes, then the URL
-    suffix, then the Content-Type header)."""
-
-    data: bytes
-    content_type: str
-
-    @property
-    def extension(self) -> str:
-        """File extension without the dot (``png``, ``jpg``, ``mp4``; ``bin`` if unknown)."""
-        return extension_for(self.content_type)
-
-    def __repr__(self) -> str:
-        return f"FetchedOutput(content_type={self.content_type!r}, size={len(self.data)})"
-
-
 class FashnClient:
     """Async FASHN API client with safe retries. Use as ``async with FashnClient() as c:``."""
 
@@ -206,11 +135,11 @@ class FashnClient:
         http_client: httpx.AsyncClient | None = None,
         limit_windows: Mapping[str, float] | None = None,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        key = api_key if api_key is not None else FASHN_API_KEY.get()
         key = (key or "").strip()
         if not key:
             raise ConfigurationError(
-                f"No FASHN API key: set the {API_KEY_ENV} environment variable "
+                f"No FASHN API key: set the {FASHN_API_KEY.name} environment variable "
                 "or pass api_key=... to FashnClient."
             )
         if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
@@ -219,7 +148,7 @@ class FashnClient:
             raise ValueError("max_retries must be an integer >= 0")
         if backoff_base < 0 or backoff_max < 0:
             raise ValueError("backoff_base and backoff_max must be >= 0")
-        raw_url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV)
+        raw_url = base_url if base_url is not None else FASHN_BASE_URL.get()
         self._base_url = _validate_base_url(raw_url or DEFAULT_BASE_URL, allow_insecure_base_url)
         self._api_key = key
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
@@ -303,7 +232,7 @@ class FashnClient:
             raise ValueError("prediction_id must be a non-empty string")
         path = "/v1/status/" + quote(prediction_id, safe="")
         response = await self._call("GET", path, op="status")
-        return _parse_status(response, prediction_id)
+        return parse_status(response, prediction_id)
 
     async def credits(self) -> CreditBalance:
         """Fetch the account's credit balance."""
@@ -311,9 +240,9 @@ class FashnClient:
         try:
             data = response.json()["credits"]
             return CreditBalance(
-                total=_as_int(data["total"]),
-                subscription=_as_int(data["subscription"]),
-                on_demand=_as_int(data["on_demand"]),
+                total=as_int(data["total"]),
+                subscription=as_int(data["subscription"]),
+                on_demand=as_int(data["on_demand"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidResponse(
@@ -324,7 +253,7 @@ class FashnClient:
         """Download an output from its CDN URL or decode its data URI.
 
         The API key is never sent. Expired outputs (``<base64>_expired``, HTTP 403/404/410)
-        raise :class:`~fashn_prefect.api.errors.OutputUnavailable` without retrying.
+        raise :class:`~fashn_prefect.errors.OutputUnavailable` without retrying.
         """
         if is_expired_base64(ref):
             raise OutputUnavailable("The base64 output has expired (kept for 60 minutes).")
@@ -589,87 +518,3 @@ def _scrub(exc: httpx.RequestError, api_key: str) -> None:
     exc.request = _redacted_request(request, api_key)
     if any(api_key in str(arg) for arg in exc.args):
         exc.args = tuple(str(arg).replace(api_key, "***") for arg in exc.args)
-
-
-def _as_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise TypeError("boolean is not an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        return int(value.strip())
-    raise TypeError(f"not an integer: {value!r}")
-
-
-def _parse_status(response: httpx.Response, requested_id: str) -> PredictionStatus:
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if not isinstance(data, dict) or not isinstance(data.get("status"), str):
-        raise InvalidResponse(
-            f"GET /v1/status/{requested_id} returned HTTP {response.status_code} without a status"
-        )
-    status: str = data["status"]
-    output, output_problem = _parse_output(data.get("output"))
-    if output_problem and status == "completed":
-        logger.error(
-            "GET /v1/status/%s: completed with an undocumented output form (%s); "
-            "the row is recorded as failed with OutputMissing",
-            requested_id,
-            output_problem,
-        )
-    raw_error = data.get("error")
-    error: PredictionError | None = None
-    if isinstance(raw_error, dict):
-        error = PredictionError(
-            name=str(raw_error.get("name") or "UnknownError"),
-            message=str(raw_error.get("message") or ""),
-        )
-    elif isinstance(raw_error, str) and raw_error:
-        error = PredictionError(name="UnknownError", message=raw_error)
-    credits_used: int | None = None
-    if status not in NON_TERMINAL_STATUSES:
-        header = response.headers.get(CREDITS_USED_HEADER)
-        if header is not None:
-            try:
-                credits_used = _as_int(header)
-            except (TypeError, ValueError):
-                logger.warning("Ignoring unparseable %s header %r", CREDITS_USED_HEADER, header)
-    raw_id = data.get("id")
-    return PredictionStatus(
-        id=raw_id if isinstance(raw_id, str) and raw_id else requested_id,
-        status=status,
-        output=output,
-        error=error,
-        credits_used=credits_used,
-        output_problem=output_problem,
-    )
-
-
-def _parse_output(raw: Any) -> tuple[list[str] | None, str | None]:
-    """``(outputs, problem)`` for a status ``output`` field in any documented form.
-
-    Documented forms: a list of CDN URLs or base64 data URIs (OpenAPI, SDK), and
-    ``{"images": [...]}`` (the face-to-model docs page). A bare string is taken as one
-    output. Anything else, or non-string items, is reported as a problem, never dropped
-    silently.
-    """
-    if raw is None:
-        return None, None
-    if isinstance(raw, str):
-        return [raw], None
-    if isinstance(raw, dict):
-        images = raw.get("images")
-        if not isinstance(images, list):
-            return None, f"an object with keys {sorted(map(str, raw))[:10]} and no 'images' list"
-        raw = images
-    if isinstance(raw, list):
-        kept = [item for item in raw if isinstance(item, str) and item]
-        if len(kept) != len(raw):
-            dropped = len(raw) - len(kept)
-            return kept, f"{dropped} of {len(raw)} output items are not URL or data URI strings"
-        return kept, None
-    return None, f"a {type(raw).__name__} where a list of outputs was expected"

@@ -32,6 +32,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from fashn_prefect.environment import FASHN_PREFECT_DEBUG
+
 PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
@@ -83,7 +85,7 @@ class _RowTaskFilter(logging.Filter):
 @contextmanager
 def terminal_logs(quiet: bool) -> Iterator[None]:
     """While a command runs, Prefect's terminal handler prints only what a person needs."""
-    if os.environ.get("FASHN_PREFECT_DEBUG"):
+    if FASHN_PREFECT_DEBUG.is_set():
         yield
         return
     from prefect.logging.handlers import PrefectConsoleHandler

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -22,10 +21,11 @@ def credentials_command(
 
     The key is read from FASHN_API_KEY, or asked for without echo; it is never printed.
     """
-    from fashn_prefect.credentials import DEFAULT_BASE_URL, FashnCredentials  # imports Prefect
+    from fashn_prefect.credentials import FashnCredentials  # imports Prefect
+    from fashn_prefect.environment import DEFAULT_BASE_URL, FASHN_API_KEY, FASHN_BASE_URL
 
-    key = os.environ.get("FASHN_API_KEY") or typer.prompt("FASHN API key", hide_input=True)
-    url = base_url or os.environ.get("FASHN_BASE_URL") or DEFAULT_BASE_URL
+    key = FASHN_API_KEY.get() or typer.prompt("FASHN API key", hide_input=True)
+    url = base_url or FASHN_BASE_URL.get() or DEFAULT_BASE_URL
     block = FashnCredentials(api_key=key, base_url=url)
     try:
         block.save(name, overwrite=overwrite)

@@ -6,7 +6,6 @@ Exit 2 when nothing was submitted, 1 when a submission had started before the fa
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,8 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+
+from fashn_prefect.environment import FASHN_PREFECT_DEBUG
 
 __all__ = ["err", "fail", "fail_with", "friendly_errors"]
 
@@ -51,7 +52,7 @@ def console_tracebacks_hidden() -> Iterator[None]:
     """While a command runs, Prefect's terminal log shows a failed flow's exception as one
     line, without its traceback. The Prefect UI and API logs keep the traceback, and
     FASHN_PREFECT_DEBUG=1 shows it here too."""
-    if os.environ.get("FASHN_PREFECT_DEBUG"):
+    if FASHN_PREFECT_DEBUG.is_set():
         yield
         return
     import logging
@@ -83,8 +84,13 @@ def friendly_errors(command: str, json_output: bool = False) -> Iterator[None]:
     """
     import httpx
 
-    from fashn_prefect.api.errors import ConfigurationError, FashnError, StorageTimeout
-    from fashn_prefect.run.errors import BudgetExceeded, ManifestInvalid
+    from fashn_prefect.errors import (
+        BudgetExceeded,
+        ConfigurationError,
+        FashnError,
+        ManifestInvalid,
+        StorageTimeout,
+    )
     from fashn_prefect.run.manifest import ManifestError
     from fashn_prefect.run.observe import RunObserver, observing
     from fashn_prefect.store.fs import is_storage_transport_error
@@ -138,7 +144,7 @@ def friendly_errors(command: str, json_output: bool = False) -> Iterator[None]:
     except (ValueError, FashnError, OSError) as exc:
         fail(f"{type(exc).__name__}: {exc}", f"see `fashn-prefect {command} --help`")
     except Exception as exc:  # the last resort: still one line, never a traceback
-        if os.environ.get("FASHN_PREFECT_DEBUG"):
+        if FASHN_PREFECT_DEBUG.is_set():
             raise
         if is_storage_transport_error(exc):
             fail(

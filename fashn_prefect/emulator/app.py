@@ -53,7 +53,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fashn_prefect.api import models as catalogue
+from fashn_prefect.api import specs
 
 from .clock import EmulatedClock
 from .config import EmulatorConfig, key_id
@@ -175,7 +175,7 @@ class Emulator:
         state.sequence += 1
         rng = random.Random(f"{self.config.seed}:{seq}")
         try:
-            latency = catalogue.expected_latency(model_name, inputs)
+            latency = specs.expected_latency(model_name, inputs)
         except Exception:
             latency = (5.0, 15.0)
         latency = scaled_latency(self.config, seq, latency)
@@ -199,11 +199,11 @@ class Emulator:
                 planned = (name, runtime_message(name))
                 self.faults.count_runtime(name)
         try:
-            count = catalogue.output_count(model_name, inputs)
+            count = specs.output_count(model_name, inputs)
         except Exception:
             count = 1
         try:
-            ext = catalogue.output_format(model_name, inputs)
+            ext = specs.output_format(model_name, inputs)
         except Exception:
             ext = "png"
         if model_name in _ALWAYS_PNG:
@@ -263,14 +263,14 @@ def _parse_run_body(raw: bytes) -> tuple[str, dict[str, Any]] | str:
 def _is_bad_image(model_name: str, inputs: Mapping[str, Any], problem: Any) -> bool:
     """True for a malformed image input that was given (not a missing one, and not a
     cross-field rule such as end_image only at 1080p, which the API refuses with a 400)."""
-    spec = catalogue.MODELS.get(model_name)
+    spec = specs.MODELS.get(model_name)
     found = spec.field(problem.field) if spec is not None and problem.field else None
     value = inputs.get(problem.field) if problem.field else None
     return (
         found is not None
         and found.type == "image"
         and isinstance(value, str)
-        and catalogue.image_value_problem(found, value) is not None
+        and specs.image_value_problem(found, value) is not None
     )
 
 
@@ -309,14 +309,12 @@ def build_routes(emu: Emulator) -> list[Route]:
         webhook_url = request.query_params.get("webhook_url") or None
         if webhook_url is not None and not _valid_webhook(webhook_url):
             return emu.reject(400, "BadRequest", "Invalid webhook_url: expected an http(s) URL")
-        known = model_name in catalogue.MODELS
+        known = model_name in specs.MODELS
         if not known and not emu.faults.config.accept_unknown_models:
-            problems = catalogue.validate(model_name, inputs)
+            problems = specs.validate(model_name, inputs)
             return emu.reject(400, "BadRequest", _problem_text(problems) or "Unknown model_name")
         problems = (
-            [p for p in catalogue.validate(model_name, inputs) if p.level == "error"]
-            if known
-            else []
+            [p for p in specs.validate(model_name, inputs) if p.level == "error"] if known else []
         )
         image_problem = _image_load_problem(model_name, inputs, problems)
         if image_problem is not None:
@@ -338,9 +336,9 @@ def build_routes(emu: Emulator) -> list[Route]:
         if invalid is None and image_problem is None:
             try:
                 estimate = (
-                    catalogue.estimate_credits(model_name, inputs)
+                    specs.estimate_credits(model_name, inputs)
                     if known
-                    else catalogue.output_count(model_name, inputs)
+                    else specs.output_count(model_name, inputs)
                 )
             except Exception:
                 estimate = 0
@@ -385,8 +383,11 @@ def build_routes(emu: Emulator) -> list[Route]:
             return emu.reject(404, "NotFound", "Prediction not found")
         body = envelope(prediction, str(request.base_url), now, emu.config.base64_ttl)
         headers = {}
-        if body["status"] not in ACTIVE_STATUSES and not switches.omit_credits_header:
-            headers["x-fashn-credits-used"] = str(prediction.credits)
+        if body["status"] not in ACTIVE_STATUSES:
+            if prediction.seen_terminal_at is None:
+                prediction.seen_terminal_at = now
+            if not switches.omit_credits_header:
+                headers["x-fashn-credits-used"] = str(prediction.credits)
         if isinstance(body["output"], list):
             if switches.drop_outputs:
                 body["output"] = body["output"][

@@ -1,7 +1,7 @@
 """The per-prediction worker: wait for ``processing``, load inputs, render outputs, finish.
 
 Timing choices ([UNCONFIRMED]): ``starting`` lasts 0.2-1.0 and ``in_queue`` 0.5-2.0 emulated
-seconds; processing takes a uniform draw from ``catalogue.expected_latency`` (times the
+seconds; processing takes a uniform draw from ``specs.expected_latency`` (times the
 configured ``latency_multiplier``, 1 by default). Input problems
 (ImageLoadError, InputValidationError, however caused) fail 1 emulated second into processing (or
 at its end if shorter); other runtime failures (injected or marker-requested) fail at the
@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from fashn_prefect.api import models as catalogue
+from fashn_prefect.api import specs
 
 from .clock import EmulatedClock
 from .config import EmulatorConfig
@@ -110,7 +110,7 @@ def envelope(
 
 def _image_fields(prediction: Prediction) -> list[str]:
     """Image inputs: from the catalogue, or (unknown model) every URL or data URI given."""
-    spec = catalogue.MODELS.get(prediction.model_name)
+    spec = specs.MODELS.get(prediction.model_name)
     if spec is not None:
         return [f.name for f in spec.fields if f.type == "image"]
     return [
@@ -179,9 +179,9 @@ def _render(
 async def _produce(client: httpx.AsyncClient, prediction: Prediction) -> list[bytes]:
     if prediction.planned_failure is not None:
         raise RuntimeFailure(*prediction.planned_failure)
-    known = prediction.model_name in catalogue.MODELS
+    known = prediction.model_name in specs.MODELS
     resolved = (
-        catalogue.resolve_inputs(prediction.model_name, prediction.inputs)
+        specs.resolve_inputs(prediction.model_name, prediction.inputs)
         if known
         else dict(prediction.inputs)
     )

@@ -64,6 +64,8 @@ class Prediction:
     finalised: bool = False
     completed_at: float | None = None
     credits: int = 0
+    seen_terminal_at: float | None = None
+    """When a status answer first reported the end (how long the client took to notice)."""
     webhook: dict[str, Any] | None = None
     cdn_gone: dict[int, bool] = field(default_factory=dict)
 
@@ -206,6 +208,9 @@ class EmulatorState:
                     else 0,
                     "created_at": round(p.created_at, 6),
                     "completed_at": None if p.completed_at is None else round(p.completed_at, 6),
+                    "seen_terminal_at": None
+                    if p.seen_terminal_at is None
+                    else round(p.seen_terminal_at, 6),
                     "duration": duration,
                     "webhook": dict(p.webhook) if p.webhook is not None else None,
                 }

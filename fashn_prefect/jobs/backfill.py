@@ -23,7 +23,7 @@ from fashn_prefect.run.events import account_of
 from fashn_prefect.run.manifest import Manifest
 from fashn_prefect.run.observe import ProgressCallback, RunObserver, current_observer, observing
 from fashn_prefect.run.outcome import judge_backfill, summary_of
-from fashn_prefect.run.plan import Job, make_plan
+from fashn_prefect.run.plan import PlannedRow, make_plan
 from fashn_prefect.run.request import CheckedRows, RunRequest
 from fashn_prefect.run.validate import ValidationReport
 from fashn_prefect.store.ledger import Ledger, RowRecord
@@ -92,7 +92,7 @@ class BackfillPlan:
 
 
 def chunk_rows(
-    jobs: list[Job],
+    jobs: list[PlannedRow],
     manifest: Manifest,
     chunk_size: int,
     partition_by: str | None = None,
@@ -100,7 +100,7 @@ def chunk_rows(
     """Cut jobs into chunks of at most ``chunk_size`` rows, within partitions if given."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
-    groups: dict[str, list[Job]] = {}
+    groups: dict[str, list[PlannedRow]] = {}
     for job in jobs:
         label = ""
         if partition_by:
@@ -123,7 +123,7 @@ def chunk_rows(
 
 
 def _spent_before(
-    jobs: list[Job], output_url: str, storage_options: dict[str, Any]
+    jobs: list[PlannedRow], output_url: str, storage_options: dict[str, Any]
 ) -> tuple[int, set[str]]:
     """Credits already charged for these rows (results tables + ledger records not yet
     reported), and the row keys that results tables report."""
@@ -154,7 +154,7 @@ def plan_backfill(
     """Read and validate the whole set at URL ``manifest`` (unless given it as checked
     rows), compare it with the output root and choose the chunks; return the plan and the
     checked rows."""
-    from fashn_prefect.run.errors import ManifestInvalid
+    from fashn_prefect.errors import ManifestInvalid
 
     options, s, budget = request.storage_options, request.settings, request.budget
     source = manifest.manifest if isinstance(manifest, CheckedRows) else request.read(manifest)
@@ -172,17 +172,17 @@ def plan_backfill(
         storage_options=options,
     )
     # Ledger records of every row (not only pending ones): their charges count as spent.
-    records = Ledger(request.output, options).load_many([j.spec.row_key for j in plan.jobs])
-    for job in plan.jobs:
+    records = Ledger(request.output, options).load_many([j.spec.row_key for j in plan.rows])
+    for job in plan.rows:
         if job.record is None:
             record = records.get(job.spec.row_key)
             if isinstance(record, RowRecord) and record.inputs_hash == job.spec.inputs_hash:
                 job.record = record
-    spent, _ = _spent_before(plan.jobs, request.output, options)
-    todo = [j for j in plan.jobs if j.action != "skip"]
+    spent, _ = _spent_before(plan.rows, request.output, options)
+    todo = [j for j in plan.rows if j.action != "skip"]
     remaining = None if budget is None else budget - spent
-    selected: list[Job] = []
-    deferred: list[Job] = []
+    selected: list[PlannedRow] = []
+    deferred: list[PlannedRow] = []
     running = 0
     for job in todo:
         cost = job.spec.estimated_credits if job.action in ("submit", "resume") else 0
@@ -194,7 +194,7 @@ def plan_backfill(
     backfill = BackfillPlan(
         rows=report.total_rows,
         invalid=len(report.invalid_rows),
-        already_completed=len(plan.jobs) - len(todo),
+        already_completed=len(plan.rows) - len(todo),
         to_run=len(selected),
         deferred=len(deferred),
         estimated_credits=sum(

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fashn_prefect.api.errors import PERMANENT_ERRORS
+from fashn_prefect.errors import PERMANENT_ERRORS
 from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.request import CheckedRows, RunRequest
 from fashn_prefect.run.validate import RowSpec
@@ -136,11 +136,11 @@ async def run_catalog(manifest: str, request: RunRequest, *, logger: Any = None)
 
     The catalog is read and validated once; its checked rows go to the
     ``fashn-run-manifest`` subflow as they are. An invalid catalog raises
-    :class:`~fashn_prefect.run.errors.ManifestInvalid` (every problem, nothing submitted)
+    :class:`~fashn_prefect.errors.ManifestInvalid` (every problem, nothing submitted)
     unless ``skip_invalid`` is set. Rows that failed with a permanent error for the same
     inputs are left alone unless ``retry_failed`` is set.
     """
-    from fashn_prefect.run.errors import ManifestInvalid
+    from fashn_prefect.errors import ManifestInvalid
     from fashn_prefect.run.pipeline import run_predictions
 
     checked = request.check(request.read(manifest))

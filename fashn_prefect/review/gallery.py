@@ -24,7 +24,7 @@ from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
 
-from fashn_prefect.api import models as catalogue
+from fashn_prefect.api import specs
 from fashn_prefect.review.thumbnails import Unreadable, make_thumbnail, read_source
 from fashn_prefect.store.fs import atomic_write, filesystem, join, safe_name
 from fashn_prefect.store.results import CORE_COLUMNS, RESULTS_DIR, STATUSES
@@ -195,7 +195,7 @@ def _inputs(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _image_fields(model_name: Any, inputs: dict[str, Any]) -> list[str]:
-    spec = catalogue.MODELS.get(model_name) if isinstance(model_name, str) else None
+    spec = specs.MODELS.get(model_name) if isinstance(model_name, str) else None
     names = []
     for name, value in inputs.items():
         field = spec.field(name) if spec else None

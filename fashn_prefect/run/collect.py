@@ -17,26 +17,41 @@ the row is recorded as failed with ``OutputMissing`` instead of silently "comple
 
 from __future__ import annotations
 
-from fashn_prefect.api import models as catalogue
-from fashn_prefect.api.client import PredictionStatus
+from fashn_prefect.api import specs
+from fashn_prefect.api.responses import PredictionStatus
 from fashn_prefect.run.runtime import Runtime
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.store.fs import atomic_write, join, safe_name
 from fashn_prefect.store.ledger import Attempt
 
 
-def image_path(rt: Runtime, spec: RowSpec, index: int, extension: str) -> str:
-    """Where output ``index`` of a row is stored; the name cannot leave the images folder."""
-    name = f"{safe_name(spec.row_key)}-{spec.inputs_hash[:8]}-{index}.{extension.lstrip('.')}"
-    return join(rt.images_root, name)
+def image_stem(spec: RowSpec, status: PredictionStatus) -> str:
+    """The name stem of a row's stored outputs: ``{row key}-{inputs hash}`` for a manifest
+    row, the prediction id for a task's prediction (which has no row key)."""
+    if spec.row_key:
+        return f"{safe_name(spec.row_key)}-{spec.inputs_hash[:8]}"
+    return safe_name(status.id)
+
+
+def image_path(rt: Runtime, stem: str, index: int, extension: str) -> str:
+    """Where output ``index`` is stored; the name cannot leave the images folder."""
+    return join(rt.images_root, f"{stem}-{index}.{extension.lstrip('.')}")
 
 
 async def collect_outputs(rt: Runtime, spec: RowSpec, status: PredictionStatus) -> list[str]:
-    """Download every output of ``status`` and store it; return the stored URIs in order."""
+    """Download every output of ``status`` and store it; return the stored URIs in order.
+
+    Without an output root (a task called without ``output``) nothing is downloaded: the
+    API's own references are returned (CDN URLs expire after 72 h, base64 after 60 min).
+    """
+    refs = list(status.output or [])
+    if rt.fs is None:
+        return refs
+    stem = image_stem(spec, status)
     uris: list[str] = []
-    for index, ref in enumerate(status.output or []):
+    for index, ref in enumerate(refs):
         fetched = await rt.client.fetch_output(ref)
-        path = image_path(rt, spec, index, fetched.extension)
+        path = image_path(rt, stem, index, fetched.extension)
         await rt.store("storing an output image", atomic_write, rt.fs, path, fetched.data)
         uris.append(rt.uri(path))
     return uris
@@ -44,7 +59,7 @@ async def collect_outputs(rt: Runtime, spec: RowSpec, status: PredictionStatus) 
 
 def missing_outputs(spec: RowSpec, status: PredictionStatus, stored: int) -> str | None:
     """Why a completed prediction's outputs fall short of what was paid for, or None."""
-    expected = catalogue.output_count(spec.model_name, spec.inputs)
+    expected = specs.output_count(spec.model_name, spec.inputs)
     if status.output_problem:
         return (
             f"the API reported the prediction completed, but its output was "
@@ -69,7 +84,7 @@ def charged_credits(spec: RowSpec, status: PredictionStatus) -> tuple[int, str |
         return status.credits_used, "header"
     if not status.is_completed:
         return 0, None  # failed, canceled and timed-out predictions are not charged
-    if spec.model_name in catalogue.MODELS:
+    if spec.model_name in specs.MODELS:
         return spec.estimated_credits, "estimate"
     return 0, "unknown"
 

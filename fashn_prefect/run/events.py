@@ -154,8 +154,8 @@ def audit_anomaly(report: Any) -> None:
 def account_of(credentials: Any) -> str | None:
     """The non-secret account id for a credentials block, block name or the environment;
     None when no key is configured."""
-    from fashn_prefect.api.errors import ConfigurationError
     from fashn_prefect.credentials import resolve_credentials
+    from fashn_prefect.errors import ConfigurationError
 
     try:
         return resolve_credentials(credentials).account_id

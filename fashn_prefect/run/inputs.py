@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from fashn_prefect.api import models as catalogue
+from fashn_prefect.api import specs
 from fashn_prefect.store.fs import filesystem
 
 _REMOTE = ("http://", "https://", "data:", "saved:")
@@ -31,14 +31,14 @@ def prepare_inputs(
     """Return the inputs to send: image paths replaced by resized data URIs.
 
     For a model the catalogue does not know, inputs named like images
-    (:func:`~fashn_prefect.api.models.is_image_input_name`) are the image inputs, sized for
+    (:func:`~fashn_prefect.api.specs.is_image_input_name`) are the image inputs, sized for
     the 2000 px edge FASHN advises for most endpoints.
     """
-    spec = catalogue.MODELS.get(model_name)
+    spec = specs.MODELS.get(model_name)
     prepared = dict(inputs)
     for name, value in inputs.items():
         if spec is None:
-            is_image, max_edge = catalogue.is_image_input_name(name), 2000
+            is_image, max_edge = specs.is_image_input_name(name), 2000
         else:
             field = spec.field(name)
             is_image, max_edge = field is not None and field.type == "image", spec.max_input_edge

@@ -17,13 +17,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fashn_prefect.errors import ManifestError
 from fashn_prefect.store.fs import filesystem
 
 ManifestFormat = Literal["csv", "parquet"]
-
-
-class ManifestError(ValueError):
-    """The manifest file itself cannot be used (missing, unreadable, empty, bad format)."""
 
 
 @dataclass(frozen=True)

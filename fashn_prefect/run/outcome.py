@@ -16,6 +16,7 @@ from typing import Any
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
+from fashn_prefect.errors import RunFailed
 from fashn_prefect.run import events
 from fashn_prefect.settings import FailureThreshold
 
@@ -30,18 +31,6 @@ __all__ = [
     "state_for",
     "summary_of",
 ]
-
-
-class RunFailed(Exception):
-    """A flow finished, but its outcome is a failure; ``summary`` holds what it returned."""
-
-    def __init__(self, message: str, summary: dict[str, Any]) -> None:
-        super().__init__(message, summary)
-        self.message = message
-        self.summary = summary
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def counts_message(totals: dict[str, Any]) -> str:

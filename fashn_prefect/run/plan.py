@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fashn_prefect.api.errors import PERMANENT_ERRORS
+from fashn_prefect.errors import PERMANENT_ERRORS
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.store.ledger import Ledger, RowRecord, UnreadableRecord
 from fashn_prefect.store.results import completed_rows, reported_charges
@@ -32,7 +32,7 @@ Action = Literal["submit", "resume", "recover", "skip", "ambiguous", "failed"]
 
 
 @dataclass
-class Job:
+class PlannedRow:
     """One manifest row and what this run will do with it."""
 
     spec: RowSpec
@@ -49,14 +49,14 @@ class Job:
 class Plan:
     """The jobs of a run, in manifest order."""
 
-    jobs: list[Job] = field(default_factory=list)
+    rows: list[PlannedRow] = field(default_factory=list)
 
-    def by_action(self, *actions: Action) -> list[Job]:
+    def by_action(self, *actions: Action) -> list[PlannedRow]:
         """Jobs whose action is one of ``actions``."""
-        return [j for j in self.jobs if j.action in actions]
+        return [j for j in self.rows if j.action in actions]
 
     @property
-    def to_submit(self) -> list[Job]:
+    def to_submit(self) -> list[PlannedRow]:
         """Jobs that may create new predictions."""
         return self.by_action("submit")
 
@@ -79,11 +79,11 @@ def launch_order(plan: Plan, expected_seconds: Callable[[RowSpec], float]) -> li
     rank = {"resume": 1, "submit": 2}
 
     def key(index: int) -> tuple[int, float]:
-        job = plan.jobs[index]
+        job = plan.rows[index]
         position = rank.get(job.action, 0)
         return position, -expected_seconds(job.spec) if position == 2 else 0.0
 
-    return sorted(range(len(plan.jobs)), key=key)
+    return sorted(range(len(plan.rows)), key=key)
 
 
 def make_plan(
@@ -102,21 +102,21 @@ def make_plan(
     for spec in rows:
         previous = done.get((spec.row_key, spec.inputs_hash))
         if previous is not None:
-            plan.jobs.append(Job(spec, "skip", previous=previous))
+            plan.rows.append(PlannedRow(spec, "skip", previous=previous))
             continue
         record = records.get(spec.row_key)
         if isinstance(record, UnreadableRecord):
             action: Action = "submit" if resubmit_ambiguous else "ambiguous"
-            plan.jobs.append(Job(spec, action, problem=record.describe()))
+            plan.rows.append(PlannedRow(spec, action, problem=record.describe()))
         elif record is None or record.inputs_hash != spec.inputs_hash:
-            plan.jobs.append(Job(spec, "submit"))
+            plan.rows.append(PlannedRow(spec, "submit"))
         else:
             action = _action_for(record, resubmit_ambiguous, retry_failed)
-            plan.jobs.append(Job(spec, action, record))
+            plan.rows.append(PlannedRow(spec, action, record))
     # Only rows reported again from their record (no new attempt) can repeat a charge.
     charged_rows = [
         j
-        for j in plan.jobs
+        for j in plan.rows
         if j.action in ("failed", "ambiguous") and j.record is not None and _has_charge(j.record)
     ]
     if charged_rows:

@@ -1,34 +1,49 @@
-"""The run object: one client, one set of limiters and one ledger shared by a run's rows.
+"""The run object: one client, the account's scheduler and one ledger shared by a run's rows.
 
-The row tasks close over it (see :func:`fashn_prefect.run.pipeline.row_tasks`); nothing
-is registered anywhere.
+Both the manifest flows and the composable tasks build one (:func:`open_runtime`), so a
+row runs through the same code whichever way it came in. The row task closes over it
+(see :func:`fashn_prefect.run.rows.row_task`); nothing is registered anywhere.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from fashn_prefect.api.client import FashnClient
+from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.run.observe import RunObserver
-from fashn_prefect.scheduler.limits import Lanes, Limiter
+from fashn_prefect.scheduler.account import AccountScheduler, account_scheduler
+from fashn_prefect.scheduler.leases import shared_limits_enabled
+from fashn_prefect.scheduler.polls import PollScheduler, poll_scheduler
+from fashn_prefect.scheduler.rates import ApiLimits
+from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.fs import DEFAULT_STORAGE_TIMEOUT, atomic_write, bounded, filesystem, join
 from fashn_prefect.store.ledger import Ledger, RowRecord, utc_now
 
 if TYPE_CHECKING:
-    from fashn_prefect.run.plan import Job
+    from fsspec import AbstractFileSystem
+
+    from fashn_prefect.run.plan import PlannedRow
 
 IMAGES_DIR = "images"
 
 
 @dataclass
 class RunConfig:
-    """Settings that shape how rows are run."""
+    """Settings that shape how rows are run.
 
-    output: str
+    ``output`` is the output root; None (a task called without one) keeps no ledger and
+    stores no images: the API's own output references are returned.
+    """
+
+    output: str | None
     time_scale: float = 1.0
     retries: int = 3
     retry_delay: float = 10.0
@@ -47,29 +62,31 @@ class RunStats:
 
 
 class Runtime:
-    """Live objects shared by every row of one flow run."""
+    """Live objects shared by every row of one run (or by one task call)."""
 
     def __init__(
         self,
         config: RunConfig,
         client: FashnClient,
-        limiter: Limiter,
+        account: AccountScheduler,
         flow_run_id: str | None = None,
         observer: RunObserver | None = None,
     ) -> None:
         self.config = config
         self.client = client
-        self.limiter = limiter
+        self.account = account
+        self.polls: PollScheduler = poll_scheduler(account)
         self.flow_run_id = flow_run_id
         self.observer = observer
-        self.ledger = Ledger(config.output, config.storage_options)
-        self.fs, root = filesystem(config.output, **config.storage_options)
-        self.images_root = join(root, IMAGES_DIR)
+        self.ledger: Ledger | None = None
+        self.fs: AbstractFileSystem | None = None
+        self.images_root = ""
+        if config.output is not None:
+            self.ledger = Ledger(config.output, config.storage_options)
+            self.fs, root = filesystem(config.output, **config.storage_options)
+            self.images_root = join(root, IMAGES_DIR)
         self.stats = RunStats()
-        self.jobs: list[Job] = []
-        # The account's in-flight lanes; a prediction holds one from its POST until it is
-        # seen terminal (None: no in-flight limit, e.g. in unit tests).
-        self.lanes: Lanes | None = None
+        self.rows: list[PlannedRow] = []
         self._saves = itertools.count()
         self._row_locks: dict[str, threading.Lock] = {}
         self._written: dict[str, int] = {}
@@ -77,12 +94,16 @@ class Runtime:
     async def save(self, record: RowRecord) -> None:
         """Write a ledger record without blocking the event loop, within the storage timeout.
 
-        Raises :class:`~fashn_prefect.api.errors.StorageTimeout` when storage does not answer
+        Raises :class:`~fashn_prefect.errors.StorageTimeout` when storage does not answer
         in time. A timed-out write may still land later, but never over a newer record of
-        the same row: writes of one row are serialised and a stale one is dropped.
+        the same row: writes of one row are serialised and a stale one is dropped. Without
+        an output root the record is kept in memory only.
         """
         record.flow_run_id = self.flow_run_id
         record.updated_at = utc_now()
+        ledger = self.ledger
+        if ledger is None:
+            return
         key, data, number = record.row_key, record.to_json(), next(self._saves)
         lock = self._row_locks.setdefault(key, threading.Lock())
 
@@ -90,7 +111,7 @@ class Runtime:
             with lock:
                 if self._written.get(key, -1) > number:
                     return
-                atomic_write(self.ledger.fs, self.ledger.path(key), data)
+                atomic_write(ledger.fs, ledger.path(key), data)
                 self._written[key] = number
 
         await bounded(self.config.storage_timeout, "saving a row's ledger record", write)
@@ -101,4 +122,57 @@ class Runtime:
 
     def uri(self, path: str) -> str:
         """A full URL (with protocol) for a path on the output filesystem."""
+        assert self.fs is not None
         return str(self.fs.unstrip_protocol(path))
+
+
+def client_options(settings: FashnSettings, limits: ApiLimits) -> dict[str, Any]:
+    """FashnClient options: the request timeout, and retry back-off on the run's time scale.
+
+    ``limits`` are already scaled; a 429 without ``Retry-After`` waits out their windows.
+    """
+    scale = settings.time_scale
+    options: dict[str, Any] = {
+        "backoff_base": 0.5 * scale,
+        "backoff_max": 8.0 * scale,
+        "limit_windows": {
+            "run": limits.run.seconds,
+            "status": limits.status.seconds,
+            "credits": 10.0 * scale,
+        },
+    }
+    timeout = settings.client_timeout
+    if timeout is not None:
+        options["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+    return options
+
+
+@asynccontextmanager
+async def open_runtime(
+    credentials: FashnCredentials,
+    settings: FashnSettings,
+    output: str | None,
+    storage_options: dict[str, Any],
+    flow_run_id: str | None = None,
+    observer: RunObserver | None = None,
+) -> AsyncIterator[Runtime]:
+    """A :class:`Runtime` for ``credentials`` and ``settings``, with its client open.
+
+    ``storage_options`` are the resolved fsspec options (the storage block's included).
+    The account's scheduler is this process's one for the account, shared by every run
+    and task in it; with shared limits it also holds the limits on the Prefect server.
+    """
+    limits = settings.limits.scaled(settings.time_scale)
+    account = account_scheduler(
+        credentials.account_id, limits, shared=shared_limits_enabled(settings.shared_limits)
+    )
+    config = RunConfig(
+        output,
+        settings.time_scale,
+        settings.retries,
+        settings.retry_delay * settings.time_scale,
+        storage_options,
+        settings.storage_timeout,
+    )
+    async with credentials.get_client(**client_options(settings, limits)) as client:
+        yield Runtime(config, client, account, flow_run_id, observer)

@@ -8,19 +8,13 @@ from typing import Any
 
 import httpx
 
-from fashn_prefect.api.errors import AmbiguousSubmission, APIError
+from fashn_prefect.errors import AmbiguousSubmission, APIError, InputPreparationError
 from fashn_prefect.run.inputs import prepare_inputs
 from fashn_prefect.run.runtime import Runtime
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.store.ledger import Attempt, RowRecord, utc_now
 
 logger = logging.getLogger(__name__)
-
-
-class InputPreparationError(Exception):
-    """A row's image could not be read or encoded; nothing was submitted."""
-
-    name = "InputPreparationError"
 
 
 async def prepare(rt: Runtime, spec: RowSpec) -> dict[str, Any]:
@@ -50,7 +44,7 @@ async def submit(
     # mid-request) leaves the ledger at "submitting": the fate is unknown, so a re-run
     # reports the row as ambiguous instead of sending it again.
     try:
-        async with rt.limiter.run_call():
+        async with rt.account.run_call():
             attempt.submitted_at = utc_now()
             previous_status = record.status
             record.attempts.append(attempt)

@@ -20,11 +20,12 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from fashn_prefect.api import models as catalogue
-from fashn_prefect.api.model_data import load_models_from_env
+from fashn_prefect.api import specs
+from fashn_prefect.api.specs import load_models_from_env
+from fashn_prefect.errors import UnknownModel
 from fashn_prefect.run.manifest import Manifest
 from fashn_prefect.store.fs import filesystem
 
@@ -157,6 +158,34 @@ def validate_manifest(
     return report
 
 
+def validate_inputs(
+    model_name: str,
+    inputs: Mapping[str, Any],
+    *,
+    storage_options: dict[str, Any] | None = None,
+    allow_unknown_models: bool = True,
+) -> tuple[RowSpec | None, list[str]]:
+    """Check one prediction's inputs as a manifest row's are checked (for the tasks).
+
+    Returns the row spec (without a row key) and no problems, or None and every problem,
+    each naming its input. An input the model does not take is a problem here: a task has
+    no metadata columns.
+    """
+    load_models_from_env()
+    problems: list[RowProblem] = []
+    images = _ImageChecker(storage_options or {})
+    raw = {**inputs, "model_name": model_name}
+    spec = _validate_row(1, raw, None, problems, images, allow_unknown_models)
+    errors = [p for p in problems if p.level == "error"]
+    if spec is not None:
+        errors += [
+            RowProblem(1, column, f"not an input of {model_name}") for column in spec.metadata
+        ]
+    if errors or spec is None:
+        return None, [f"{p.column or 'model_name'}: {p.message}" for p in errors]
+    return replace(spec, row_key=""), []
+
+
 def _validate_row(
     row: int,
     raw: Mapping[str, Any],
@@ -171,8 +200,8 @@ def _validate_row(
         problems.append(RowProblem(row, "model_name", "missing model_name"))
         return None
     try:
-        spec = catalogue.get_model(model)
-    except catalogue.UnknownModel as exc:
+        spec = specs.get_model(model)
+    except UnknownModel as exc:
         if allow_unknown and _MODEL_NAME.match(model):
             return _pass_through_row(row, raw, model, problems, images)
         if allow_unknown:
@@ -212,7 +241,7 @@ def _validate_row(
                     problems.append(RowProblem(row, column, error))
                 else:
                     fingerprints[column] = fingerprint
-    for problem in catalogue.validate(model, checked_inputs):
+    for problem in specs.validate(model, checked_inputs):
         problems.append(RowProblem(row, problem.field, problem.message, problem.level))
     if any(p.level == "error" for p in problems):
         return None
@@ -226,7 +255,7 @@ def _validate_row(
         inputs=inputs,
         metadata=metadata,
         inputs_hash=digest,
-        estimated_credits=catalogue.estimate_credits(model, inputs),
+        estimated_credits=specs.estimate_credits(model, inputs),
     )
 
 
@@ -251,7 +280,7 @@ def _pass_through_row(
         typed = _coerce_generic(value)
         inputs[column] = checked[column] = typed
         is_path = isinstance(typed, str) and not typed.startswith(_REMOTE)
-        if catalogue.is_image_input_name(column) and is_path:
+        if specs.is_image_input_name(column) and is_path:
             checked[column] = _PLACEHOLDER_IMAGE
             if images is not None:
                 error, fingerprint = images.check(typed)
@@ -259,7 +288,7 @@ def _pass_through_row(
                     problems.append(RowProblem(row, column, error))
                 else:
                     fingerprints[column] = fingerprint
-    for problem in catalogue.generic_problems(checked):
+    for problem in specs.generic_problems(checked):
         problems.append(RowProblem(row, problem.field, problem.message, problem.level))
     if any(p.level == "error" for p in problems):
         return None

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from fashn_prefect.api import models as catalogue
+from fashn_prefect.api import specs
 from fashn_prefect.run.inputs import shorten_data_uris
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.store.fs import atomic_write, join
@@ -42,8 +42,8 @@ def result_row(
     completed_at: str | datetime | None = None,
 ) -> dict[str, Any]:
     """One results-table row for a manifest row."""
-    known = spec.model_name in catalogue.MODELS  # an invalid row may name no known model
-    resolved = catalogue.resolve_inputs(spec.model_name, spec.inputs) if known else {}
+    known = spec.model_name in specs.MODELS  # an invalid row may name no known model
+    resolved = specs.resolve_inputs(spec.model_name, spec.inputs) if known else {}
     submitted, completed = _parse_time(submitted_at), _parse_time(completed_at)
     latency = (completed - submitted).total_seconds() if submitted and completed else None
     row: dict[str, Any] = {

@@ -6,7 +6,7 @@ in their own flow alike, so together they never exceed the account's limits. It 
 thread-safe and not tied to an event loop, because Prefect may run mapped tasks on
 worker threads, each with its own loop. With shared limits on, it also takes a leased
 slot on the Prefect server for every call and every prediction
-(:class:`~fashn_prefect.scheduler.server.ServerLimits`), so processes that share the
+(:class:`~fashn_prefect.scheduler.leases.ServerLimits`), so processes that share the
 account stay within its limits together. A call's server slot is taken *ahead*
 (:data:`AHEAD`): while one call runs, the slot for the next is already being taken, so the
 server round trip (and a busy server's pause) is off the path of a submission or a poll.
@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
-from fashn_prefect.scheduler.limits import ApiLimits, CallWindow
-from fashn_prefect.scheduler.server import HANDOFFS, Lease, ServerLimits
+from fashn_prefect.scheduler.leases import HANDOFFS, Lease, ServerLimits
+from fashn_prefect.scheduler.rates import ApiLimits, CallWindow
 
 __all__ = ["AHEAD", "AccountScheduler", "account_scheduler"]
 
@@ -67,11 +67,20 @@ class _Ahead:
 
 
 class AccountScheduler:
-    """The account's limits in this process: in-flight slots, run and status windows."""
+    """The account's limits in this process: in-flight slots, run and status windows.
 
-    def __init__(self, limits: ApiLimits, server: ServerLimits | None = None) -> None:
+    ``clock`` gives the time in seconds (the event loop's clock in tests on virtual time).
+    """
+
+    def __init__(
+        self,
+        limits: ApiLimits,
+        server: ServerLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limits = limits
         self.server = server
+        self._clock = clock
         self._lock = threading.Lock()
         self._changed = _Wakeups()
         self._in_flight = 0
@@ -97,7 +106,7 @@ class AccountScheduler:
         while True:
             expired: list[Lease | None] = []
             with self._lock:
-                now = time.monotonic()
+                now = self._clock()
                 for prediction_id, (deadline, held) in list(self._leases.items()):
                     if deadline <= now:  # its holder never looked again: the lease ran out
                         del self._leases[prediction_id]
@@ -169,7 +178,7 @@ class AccountScheduler:
         terminal, or after ``seconds`` if nobody looks (a submission never waited for).
         """
         with self._lock:
-            self._leases[prediction_id] = (time.monotonic() + seconds, held)
+            self._leases[prediction_id] = (self._clock() + seconds, held)
 
     def release_prediction(self, prediction_id: str) -> None:
         """``prediction_id`` is terminal: give back its leased slot, if it holds one."""
@@ -194,7 +203,7 @@ class AccountScheduler:
     async def _call(self, window: CallWindow, name: str) -> AsyncIterator[None]:
         while True:
             with self._lock:
-                wait = window.wait_needed(time.monotonic())
+                wait = window.wait_needed(self._clock())
                 if wait == 0.0:
                     window.start()
                     break
@@ -209,7 +218,7 @@ class AccountScheduler:
             yield
         finally:
             with self._lock:
-                window.finish(time.monotonic())
+                window.finish(self._clock())
                 self._changed.wake_all()
             if held is not None and self.server is not None:
                 # The call counts on the server until one window after it finished.

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from fashn_prefect.api import models as catalogue
+from fashn_prefect.api import specs
 
 __all__ = [
     "PRIOR_POINTS",
@@ -48,7 +48,7 @@ LatencyKey = tuple[str, float, float]
 def latency_key(model_name: str, inputs: Mapping[str, Any] | None) -> LatencyKey:
     """The kind of a prediction: its model and documented ``(low, high)`` seconds."""
     try:
-        low, high = catalogue.expected_latency(model_name, inputs or {})
+        low, high = specs.expected_latency(model_name, inputs or {})
     except (ValueError, KeyError, TypeError):
         low, high = UNKNOWN_LATENCY
     return (model_name, float(low), float(high))

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fashn_prefect.scheduler.latency import LatencyBook, LatencyKey
-from fashn_prefect.scheduler.limits import RateLimit
+from fashn_prefect.scheduler.rates import RateLimit
 
 __all__ = ["PollScheduler", "PredictionPolls", "forget_learned_latency", "poll_scheduler"]
 
@@ -153,8 +153,8 @@ _LOCK = threading.Lock()
 
 
 def poll_scheduler(account: object) -> PollScheduler:
-    """The poll scheduler of ``account`` (its :class:`AccountScheduler`, or the run's limiter
-    when there is none), created on first use."""
+    """The poll scheduler of ``account`` (its
+    :class:`~fashn_prefect.scheduler.account.AccountScheduler`), created on first use."""
     with _LOCK:
         scheduler = _SCHEDULERS.get(account)
         if scheduler is None:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from fashn_prefect.api.errors import StorageTimeout
+from fashn_prefect.errors import StorageTimeout
 
 T = TypeVar("T")
 
@@ -75,7 +75,7 @@ def is_hidden(path: str) -> bool:
 async def bounded(timeout: float | None, what: str, func: Callable[..., T], *args: Any) -> T:
     """Run the blocking storage call ``func(*args)`` in a thread, for at most ``timeout`` s.
 
-    Raises :class:`~fashn_prefect.api.errors.StorageTimeout` (an ``OSError``) naming ``what``
+    Raises :class:`~fashn_prefect.errors.StorageTimeout` (an ``OSError``) naming ``what``
     when the call has not returned in time. The call runs in its own daemon thread, so a
     store that never answers can neither exhaust the event loop's thread pool nor keep
     the process alive at exit; an abandoned call may still finish later.

@@ -134,7 +134,7 @@ def _outcome(path: Path, tmp: Path, model_name: str | None = None) -> str:
     report = validate_manifest(manifest, model_name=model_name)
     _check_report(report, len(manifest.rows))
     plan = make_plan(report.rows, str(tmp / "out"))
-    assert [j.action for j in plan.jobs] == ["submit"] * len(report.rows)
+    assert [j.action for j in plan.rows] == ["submit"] * len(report.rows)
     assert plan.estimated_credits >= 0
     OUTCOMES["reports"] += 1
     OUTCOMES["valid_rows_planned"] += len(report.rows)
@@ -324,7 +324,7 @@ async def test_hostile_manifest_is_refused_before_any_submission(
     prefect_harness: None, tmp_path: Path, secret_key: str, fashn_emulator_factory: Any, name: str
 ) -> None:
     from fashn_prefect.credentials import FashnCredentials
-    from fashn_prefect.run.pipeline import ManifestInvalid, run_manifest
+    from fashn_prefect import ManifestInvalid, run_manifest
 
     emu = fashn_emulator_factory(api_keys=(secret_key,), time_scale=0.01)
     image = emu.put_file("m.png", _png(), "image/png")

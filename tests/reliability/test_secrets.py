@@ -21,9 +21,9 @@ from _helpers import host_images, tryon_rows, write_manifest
 from support import cli_env, prefect_texts, scan_for_secret
 
 from fashn_prefect.api.client import FashnClient
-from fashn_prefect.api.errors import ConfigurationError
 from fashn_prefect.credentials import FashnCredentials
-from fashn_prefect.run.pipeline import run_manifest
+from fashn_prefect.errors import ConfigurationError
+from fashn_prefect.flows import run_manifest
 
 CLI = str(Path(sys.executable).with_name("fashn-prefect"))
 

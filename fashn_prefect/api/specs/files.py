@@ -42,31 +42,21 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from fashn_prefect.api.models import (
-    FLAT_RULE,
-    GRID_RULE,
-    TRYON_MAX_RULE,
-    CreditRule,
-    InputField,
-    ModelSpec,
-    register_model,
-)
+from fashn_prefect.api.specs.builtin import FLAT_RULE, GRID_RULE, TRYON_MAX_RULE, register_model
+from fashn_prefect.api.specs.types import CreditRule, InputField, ModelSpec
+from fashn_prefect.environment import FASHN_PREFECT_MODELS
+from fashn_prefect.errors import ModelSpecError
 
-MODELS_ENV = "FASHN_PREFECT_MODELS"
 _FIELD_TYPES = ("image", "string", "integer", "boolean")
 _LIFECYCLES = ("stable", "preview", "experimental", "deprecated")
 _GRIDS = {"standard": GRID_RULE, "tryon-max": TRYON_MAX_RULE}
 _loaded: dict[str, float] = {}
 
 
-class CatalogueDataError(ValueError):
-    """A model description in a catalogue file is malformed; the message names where."""
-
-
 def load_models(source: str | Path | Mapping[str, Any]) -> list[str]:
     """Register every model described in a JSON/TOML file (or an already parsed mapping).
 
-    Returns the names registered. Raises :class:`CatalogueDataError` naming the file, the
+    Returns the names registered. Raises :class:`ModelSpecError` naming the file, the
     model and the problem; nothing from a file with a problem is registered.
     """
     where = "catalogue data"
@@ -79,10 +69,10 @@ def load_models(source: str | Path | Mapping[str, Any]) -> list[str]:
             text = path.read_text(encoding="utf-8")
             data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
         except (OSError, ValueError) as exc:
-            raise CatalogueDataError(f"{where}: cannot read ({exc})") from None
+            raise ModelSpecError(f"{where}: cannot read ({exc})") from None
     models = data.get("models") if isinstance(data, Mapping) else None
     if not isinstance(models, Mapping) or not models:
-        raise CatalogueDataError(f'{where}: expected {{"models": {{"<name>": {{...}}}}}}')
+        raise ModelSpecError(f'{where}: expected {{"models": {{"<name>": {{...}}}}}}')
     specs = [_spec(f"{where}: model {name!r}", str(name), raw) for name, raw in models.items()]
     for spec in specs:
         register_model(spec)
@@ -92,11 +82,13 @@ def load_models(source: str | Path | Mapping[str, Any]) -> list[str]:
 def load_models_from_env() -> list[str]:
     """Load the files named in ``FASHN_PREFECT_MODELS`` (each again only when it changed)."""
     names: list[str] = []
-    for entry in filter(None, os.environ.get(MODELS_ENV, "").split(os.pathsep)):
+    for entry in filter(None, (FASHN_PREFECT_MODELS.get() or "").split(os.pathsep)):
         try:
             stamp = Path(entry).stat().st_mtime
         except OSError as exc:
-            raise CatalogueDataError(f"{MODELS_ENV}: cannot read {entry} ({exc})") from None
+            raise ModelSpecError(
+                f"{FASHN_PREFECT_MODELS.name}: cannot read {entry} ({exc})"
+            ) from None
         if _loaded.get(entry) != stamp:
             names += load_models(entry)
             _loaded[entry] = stamp
@@ -105,22 +97,22 @@ def load_models_from_env() -> list[str]:
 
 def _spec(where: str, name: str, raw: Any) -> ModelSpec:
     if not isinstance(raw, Mapping):
-        raise CatalogueDataError(f"{where}: expected an object")
+        raise ModelSpecError(f"{where}: expected an object")
     inputs = raw.get("inputs")
     if not isinstance(inputs, Mapping) or not inputs:
-        raise CatalogueDataError(f"{where}: 'inputs' must map input names to descriptions")
+        raise ModelSpecError(f"{where}: 'inputs' must map input names to descriptions")
     fields = tuple(
         _field(f"{where}, input {key!r}", str(key), value) for key, value in inputs.items()
     )
     lifecycle = raw.get("lifecycle", "experimental")
     if lifecycle not in _LIFECYCLES:
-        raise CatalogueDataError(f"{where}: lifecycle must be one of {', '.join(_LIFECYCLES)}")
+        raise ModelSpecError(f"{where}: lifecycle must be one of {', '.join(_LIFECYCLES)}")
     count_field = raw.get("output_count_field")
     if count_field is not None and count_field not in inputs:
-        raise CatalogueDataError(f"{where}: output_count_field {count_field!r} is not an input")
+        raise ModelSpecError(f"{where}: output_count_field {count_field!r} is not an input")
     output_kind = raw.get("output_kind", "image")
     if output_kind not in ("image", "video"):
-        raise CatalogueDataError(f"{where}: output_kind must be image or video")
+        raise ModelSpecError(f"{where}: output_kind must be image or video")
     latency = raw.get("latency_seconds", [5, 120])
     if (
         not isinstance(latency, list | tuple)
@@ -128,7 +120,7 @@ def _spec(where: str, name: str, raw: Any) -> ModelSpec:
         or not all(_number(v) and v >= 0 for v in latency)
         or latency[0] > latency[1]
     ):
-        raise CatalogueDataError(f"{where}: latency_seconds must be [low, high] seconds")
+        raise ModelSpecError(f"{where}: latency_seconds must be [low, high] seconds")
     try:
         return ModelSpec(
             name=name,
@@ -146,18 +138,18 @@ def _spec(where: str, name: str, raw: Any) -> ModelSpec:
             description=str(raw.get("description", "")),
         )
     except (TypeError, ValueError) as exc:
-        raise CatalogueDataError(f"{where}: {exc}") from None
+        raise ModelSpecError(f"{where}: {exc}") from None
 
 
 def _field(where: str, name: str, raw: Any) -> InputField:
     if not isinstance(raw, Mapping) or raw.get("type") not in _FIELD_TYPES:
-        raise CatalogueDataError(f"{where}: needs a type: one of {', '.join(_FIELD_TYPES)}")
+        raise ModelSpecError(f"{where}: needs a type: one of {', '.join(_FIELD_TYPES)}")
     enum = raw.get("enum")
     if enum is not None and (not isinstance(enum, list) or not enum):
-        raise CatalogueDataError(f"{where}: enum must be a non-empty list")
+        raise ModelSpecError(f"{where}: enum must be a non-empty list")
     for bound in ("minimum", "maximum"):
         if raw.get(bound) is not None and not isinstance(raw[bound], int):
-            raise CatalogueDataError(f"{where}: {bound} must be an integer")
+            raise ModelSpecError(f"{where}: {bound} must be an integer")
     return InputField(
         name,
         raw["type"],
@@ -172,20 +164,20 @@ def _field(where: str, name: str, raw: Any) -> InputField:
 
 def _credits(where: str, raw: Any) -> CreditRule:
     if raw is None:
-        raise CatalogueDataError(f"{where}: 'credits' is required ({{\"per_output\": N}})")
+        raise ModelSpecError(f"{where}: 'credits' is required ({{\"per_output\": N}})")
     if not isinstance(raw, Mapping):
-        raise CatalogueDataError(f"{where}: credits must be an object")
+        raise ModelSpecError(f"{where}: credits must be an object")
     surcharge = raw.get("face_reference_surcharge", 0)
     if not isinstance(surcharge, int) or surcharge < 0:
-        raise CatalogueDataError(f"{where}: face_reference_surcharge must be an integer >= 0")
+        raise ModelSpecError(f"{where}: face_reference_surcharge must be an integer >= 0")
     if "grid" in raw:
         grid = _GRIDS.get(raw["grid"])
         if grid is None:
-            raise CatalogueDataError(f"{where}: credits grid must be one of {', '.join(_GRIDS)}")
+            raise ModelSpecError(f"{where}: credits grid must be one of {', '.join(_GRIDS)}")
         return replace(grid, face_reference_surcharge=surcharge)
     per_output = raw.get("per_output")
     if not isinstance(per_output, int) or isinstance(per_output, bool) or per_output < 0:
-        raise CatalogueDataError(f"{where}: credits.per_output must be an integer >= 0")
+        raise ModelSpecError(f"{where}: credits.per_output must be an integer >= 0")
     return replace(FLAT_RULE, per_output=per_output, face_reference_surcharge=surcharge)
 
 

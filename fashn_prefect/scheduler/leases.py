@@ -45,9 +45,9 @@ from uuid import UUID
 
 import httpx
 
-from fashn_prefect.scheduler.limits import ApiLimits
+from fashn_prefect.scheduler.rates import ApiLimits
 
-log = logging.getLogger("fashn_prefect.scheduler.server")
+log = logging.getLogger("fashn_prefect.scheduler.leases")
 
 LEASE_SECONDS = 60.0
 """Lease length (the server's minimum); slots of a dead process come back after it."""

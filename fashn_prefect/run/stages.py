@@ -1,0 +1,308 @@
+"""The stages of a run after its rows are read, in order: plan (or refuse), execute, write.
+
+:func:`run_rows` strings them together inside a flow; each stage is a function of its
+own, so a reader follows one path: validate → :func:`plan_or_refuse` → :func:`execute` →
+:func:`write_outcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from prefect import get_run_logger
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.runtime import flow_run
+
+from fashn_prefect.api.responses import CreditBalance
+from fashn_prefect.credentials import FashnCredentials, resolve_credentials
+from fashn_prefect.errors import BudgetExceeded, ConfigurationError, ManifestInvalid
+from fashn_prefect.run.events import account_of, prediction_failed
+from fashn_prefect.run.manifest import Manifest
+from fashn_prefect.run.observe import current_observer
+from fashn_prefect.run.outcome import budget_refused, judge_run, state_for
+from fashn_prefect.run.plan import Plan, launch_order, make_plan
+from fashn_prefect.run.poll import seed_from_results
+from fashn_prefect.run.request import CheckedRows, RunRequest
+from fashn_prefect.run.result_rows import invalid_rows
+from fashn_prefect.run.rows import row_task, run_row
+from fashn_prefect.run.runtime import Runtime, open_runtime
+from fashn_prefect.run.validate import RowSpec, ValidationReport
+from fashn_prefect.run.write import results_table, run_name, summarise, write_results
+from fashn_prefect.scheduler.latency import latency_key
+from fashn_prefect.store.fs import bounded
+from fashn_prefect.store.reports import RunReport, publish_summary, write_run_report
+
+__all__ = ["execute", "plan_or_refuse", "run_rows", "write_outcome"]
+
+
+async def run_rows(
+    source: Manifest | CheckedRows, request: RunRequest, started: datetime
+) -> dict[str, Any]:
+    """The stages after reading: validate (unless ``source`` is already checked), plan,
+    execute, write, judge. Runs inside a flow started at ``started``.
+
+    Returns the summary for a dry run, else the flow's final state (Completed with the
+    summary, or Failed when more rows failed than ``allowed_failures`` allows).
+    """
+    checked = source if isinstance(source, CheckedRows) else request.check(source)
+    plan, summary = await plan_or_refuse(checked, request)
+    if request.dry_run:
+        estimated = plan.estimated_credits
+        return {**summary, **await _dry_run_balance(request.credentials, estimated)}
+    creds = resolve_credentials(request.credentials)
+    s = request.settings
+    async with open_runtime(
+        creds, s, request.output, request.storage_options, flow_run.id, current_observer()
+    ) as rt:
+        before = await _balance_allows(rt, plan, creds.account_id) if s.check_balance else None
+        name = run_name(started, flow_run.id)
+        rt.rows = plan.rows
+        rows = await execute(rt, plan, lambda row: prediction_failed(row, name, creds.account_id))
+        after = await rt.client.credits() if s.check_balance else None
+    rows += invalid_rows(checked.report, checked.manifest)
+    rows.sort(key=lambda r: r["row"])
+    report = await write_outcome(rt, request, rows, started, _Balances(before, after))
+    decided = judge_run(report.as_dict(), s.failure_threshold, creds.account_id)
+    # Prefect makes a returned state the flow run's final state; a caller awaiting the flow
+    # gets the summary back (from a Failed run through fashn_prefect.run.outcome.summary_of).
+    return cast(dict[str, Any], state_for(decided))
+
+
+async def plan_or_refuse(checked: CheckedRows, request: RunRequest) -> tuple[Plan, dict[str, Any]]:
+    """Plan every valid row against what the output root holds, or refuse the run.
+
+    Raises :class:`~fashn_prefect.errors.ManifestInvalid` for invalid rows (unless
+    ``skip_invalid``) and :class:`~fashn_prefect.errors.BudgetExceeded` when the estimate
+    exceeds the budget; nothing is submitted then. Returns the plan and its summary.
+    """
+    log = get_run_logger()
+    s, report = request.settings, checked.report
+    if not report.ok and not s.skip_invalid:
+        log.error("Manifest has invalid rows; nothing was submitted.\n%s", report.format(50))
+        raise ManifestInvalid(report)
+    plan = await bounded(
+        _bulk_timeout(s.storage_timeout, len(report.rows)),
+        "reading earlier results and the ledger",
+        lambda: make_plan(
+            report.rows,
+            request.output,
+            resubmit_ambiguous=s.resubmit_ambiguous,
+            retry_failed=s.retry_failed,
+            storage_options=request.storage_options,
+        ),
+    )
+    summary = _plan_summary(report, plan)
+    log.info("Plan: %s", summary)
+    for row in plan.rows:
+        if row.problem:
+            log.warning("Row %r: %s", row.spec.row_key, row.problem)
+    if summary["unknown_models"]:
+        log.warning(
+            "Models the specs do not describe run as a pass-through (inputs sent as given, "
+            "generic checks only, credits unknown until the API reports them, not counted "
+            "in estimated_credits or the budget): %s. Describe them as data "
+            "(FASHN_PREFECT_MODELS) for full checks, or pass allow_unknown_models=False "
+            "to forbid them.",
+            ", ".join(
+                f"{name} ({count} rows)" for name, count in summary["unknown_models"].items()
+            ),
+        )
+    budget = request.budget
+    if budget is not None and plan.estimated_credits > budget:
+        message = (
+            f"estimated {plan.estimated_credits} credits exceeds the budget of {budget}; "
+            "nothing was submitted"
+        )
+        budget_refused(
+            message,
+            budget,
+            plan.estimated_credits,
+            len(plan.by_action("submit", "resume")),
+            account_of(request.credentials),
+        )
+        raise BudgetExceeded(message)
+    return plan, summary
+
+
+async def execute(
+    rt: Runtime, plan: Plan, on_failed: Callable[[dict[str, Any]], None] | None = None
+) -> list[dict[str, Any]]:
+    """Run every planned row as a Prefect task, longest expected first; return the result
+    rows. ``on_failed`` hears of each failed row as it fails (for its event)."""
+    total = len(plan.rows)
+    rt.stats.total = total
+    progress_id = await acreate_progress_artifact(
+        0.0, key="fashn-run-progress", description="Rows finished"
+    )
+    step = max(1, total // 50)
+    ahead = asyncio.Semaphore(4 * rt.account.limits.max_in_flight)
+    # Updates are sent one at a time and only forwards: concurrent updates could reach the
+    # server out of order and leave the artifact short of 100 % at the end.
+    sending = asyncio.Lock()
+    sent = 0.0
+
+    async def report_progress() -> None:
+        nonlocal sent
+        async with sending:
+            value = 100.0 * rt.stats.done / max(total, 1)
+            if value > sent:
+                await aupdate_progress_artifact(progress_id, value)
+                sent = value
+
+    task = row_task(rt)
+    await seed_from_results(rt)
+
+    def expected(spec: RowSpec) -> float:
+        return rt.polls.book.total(latency_key(spec.model_name, spec.inputs)).quantile(0.5)
+
+    async def one(index: int) -> dict[str, Any]:
+        row = await run_row(rt, task, index, ahead)
+        if on_failed is not None and row["status"] == "failed":
+            on_failed(row)
+        rt.stats.done += 1
+        if rt.observer is not None:
+            rt.observer.progress(rt.stats.done, total)
+        if rt.stats.done % step == 0:
+            await report_progress()
+        return row
+
+    rows = list(await asyncio.gather(*(one(i) for i in launch_order(plan, expected))))
+    await report_progress()
+    return rows
+
+
+@dataclass(frozen=True)
+class _Balances:
+    before: CreditBalance | None
+    after: CreditBalance | None
+
+
+async def write_outcome(
+    rt: Runtime,
+    request: RunRequest,
+    rows: list[dict[str, Any]],
+    started: datetime,
+    balances: _Balances,
+) -> RunReport:
+    """Write the results table, the review gallery and the run report; publish the summary."""
+    s, output, options = request.settings, request.output, request.storage_options
+    flow_run_id = rt.flow_run_id
+    name = run_name(started, flow_run_id)
+    table = results_table(rows, flow_run_id, started)
+    timeout = _bulk_timeout(s.storage_timeout, len(rows))
+    written = await bounded(
+        timeout,
+        "writing the results table",
+        lambda: write_results(table, output, name, csv=s.write_csv, storage_options=options),
+    )
+    gallery = await _write_gallery(table, output, name, options, timeout)
+    limits = rt.account.limits
+    report = RunReport(
+        run_name=name,
+        flow_run_id=flow_run_id,
+        started_at=started.isoformat(),
+        finished_at=datetime.now(UTC).isoformat(),
+        elapsed_s=(datetime.now(UTC) - started).total_seconds(),
+        totals=summarise(rows),
+        submitted=rt.stats.submitted,
+        status_calls=rt.stats.status_calls,
+        results=written.parquet,
+        results_csv=written.csv,
+        images=rt.uri(rt.images_root),
+        balance_before=balances.before.total if balances.before else None,
+        balance_after=balances.after.total if balances.after else None,
+        limits={
+            "max_in_flight": limits.max_in_flight,
+            "run": s.run_limit,
+            "status": s.status_limit,
+        },
+        gallery=gallery,
+    )
+    await bounded(
+        s.storage_timeout, "writing the run report", write_run_report, report, output, options
+    )
+    await publish_summary(report)
+    return report
+
+
+async def _balance_allows(rt: Runtime, plan: Plan, account_id: str) -> CreditBalance:
+    """The balance before the run; refuses the run when the estimate exceeds it."""
+    balance = await rt.client.credits()
+    if plan.estimated_credits > balance.total:
+        message = (
+            f"estimated {plan.estimated_credits} credits exceeds the account balance of "
+            f"{balance.total}; nothing was submitted"
+        )
+        to_run = len(plan.by_action("submit", "resume"))
+        budget_refused(message, balance.total, plan.estimated_credits, to_run, account_id)
+        raise BudgetExceeded(message)
+    return balance
+
+
+async def _dry_run_balance(
+    credentials: FashnCredentials | str | None, estimated: int
+) -> dict[str, Any]:
+    """For a dry run: the account balance, when credentials are available, checked.
+
+    Raises :class:`BudgetExceeded` when the estimate exceeds the balance. Without
+    credentials the balance is reported as unknown; a dry run never needs a key.
+    """
+    try:
+        creds = resolve_credentials(credentials)
+    except ConfigurationError:
+        return {"dry_run": True, "balance": None}
+    async with creds.get_client() as client:
+        balance = await client.credits()
+    if estimated > balance.total:
+        raise BudgetExceeded(
+            f"estimated {estimated} credits exceeds the account balance of {balance.total}; "
+            "nothing was submitted"
+        )
+    return {"dry_run": True, "balance": balance.total}
+
+
+def _bulk_timeout(timeout: float, rows: int) -> float:
+    """The storage timeout for a step whose work grows with the run: one per 500 rows."""
+    return timeout * max(1.0, rows / 500)
+
+
+async def _write_gallery(
+    table: Any, output: str, name: str, options: dict[str, Any], timeout: float
+) -> str | None:
+    """Write the review gallery; a failure here is logged and never fails the run."""
+    from fashn_prefect.review.gallery import write_gallery
+
+    try:
+        return await bounded(
+            timeout,
+            "writing the review gallery",
+            lambda: write_gallery(table, output, name, options, fetch_remote=True),
+        )
+    except Exception as exc:
+        get_run_logger().warning(
+            "Could not write the review gallery: %s: %s", type(exc).__name__, exc
+        )
+        return None
+
+
+def _plan_summary(report: ValidationReport, plan: Plan) -> dict[str, Any]:
+    return {
+        "rows": report.total_rows,
+        "valid": len(report.rows),
+        "invalid": len(report.invalid_rows),
+        "to_submit": len(plan.by_action("submit")),
+        "to_resume": len(plan.by_action("resume")),
+        "recovered": len(plan.by_action("recover")),
+        "already_completed": len(plan.by_action("skip")),
+        "ambiguous": len(plan.by_action("ambiguous")),
+        "failed_before": len(plan.by_action("failed")),
+        "estimated_credits": plan.estimated_credits,
+        "unknown_models": dict(
+            Counter(r.spec.model_name for r in plan.rows if not r.spec.catalogued)
+        ),
+    }
