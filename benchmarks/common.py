@@ -7,6 +7,7 @@ CPU time can be measured apart from the emulator's.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import io
 import json
@@ -17,8 +18,9 @@ import random
 import resource
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,9 @@ class EmulatorProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            # This checkout's emulator, even when a baseline revision's package is first
+            # on PYTHONPATH (benchmarks compare old and new client code on one emulator).
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -432,3 +437,16 @@ if __name__ == "__main__":
         _serve_emulator(sys.argv[2])
     else:
         sys.exit("usage: common.py emulator '<EmulatorConfig JSON>'")
+
+
+@contextlib.contextmanager
+def baseline(revision: str) -> Iterator[Path]:
+    """The repository at ``revision``, checked out into a temporary git worktree."""
+    repo = ROOT.parent
+    path = Path(tempfile.mkdtemp(prefix="fashn-baseline-"))
+    git = ["git", "-C", str(repo)]
+    subprocess.run([*git, "worktree", "add", "--detach", str(path), revision], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(path)], check=False)

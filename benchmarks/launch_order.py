@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_IN_FLIGHT, Table, emit, make_jobs, makespan_bound
 
 from fashn_prefect.api import specs as model_specs
-from fashn_prefect.run.plan import PlannedRow, Plan, launch_order
+from fashn_prefect.run.plan import Plan, PlannedRow, launch_order
 from fashn_prefect.run.validate import RowSpec
 
 

@@ -1,12 +1,9 @@
-"""The cost of a row at raised limits: one row task against the earlier two (predict, collect).
+"""The cost of a row at raised limits: one Prefect task run per row (submit, poll, collect).
 
 Each case runs the same manifest of background-remove rows (documented processing time
-1-3 s) against a fresh emulator process at time scale 0.02 with 60 predictions in flight,
-once per row-task layout, in one session:
-
-- ``one task``: the default; one Prefect task run per row (submit, poll, collect);
-- ``two tasks``: ``FASHN_ROW_TASKS=two``, the earlier layout (a predict and a collect task
-  run per row), kept for this comparison.
+1-3 s) against a fresh emulator process at time scale 0.02 with 60 predictions in flight.
+The earlier two-task layout (``FASHN_ROW_TASKS=two``) is no longer in the package; to
+compare with it, run this script at a revision that has it.
 
 Every row has its own image, as in a catalogue. Cases: every row completes; every row fails at run time with ``ImageLoadError`` (its image
 URL answers 404, so the API accepts the run and the prediction fails 1 emulated second
@@ -56,7 +53,7 @@ from throughput import warm_up
 IN_FLIGHT = 60
 RUN_LIMIT = "50/60"
 STATUS_LIMIT = "500/10"
-LAYOUTS = {"one": "one task", "two": "two tasks (earlier)"}
+LAYOUTS = {"one": "one task"}
 CASES = ("completed", "failed")
 MISSING_IMAGE = "{url}/files/missing-{i}.png"
 """An image the file host does not have (404): the API accepts the run and the prediction
@@ -137,7 +134,6 @@ def run_once(case: str, layout: str, n: int, scale: float, args: argparse.Namesp
     """One manifest run against a fresh emulator with the row-task ``layout``."""
     from fashn_prefect.run.pipeline import run_manifest
 
-    os.environ["FASHN_ROW_TASKS"] = layout
     run_limit = tuple(float(x) for x in args.run_limit.split("/"))
     status_limit = tuple(float(x) for x in args.status_limit.split("/"))
     config = {
@@ -332,7 +328,6 @@ def main(argv: list[str] | None = None) -> None:
         if profile is not None:
             profile.dump_stats(args.profile)
             pstats.Stats(profile).sort_stats("tottime").print_stats(30)
-    os.environ.pop("FASHN_ROW_TASKS", None)
     home.cleanup()
     result = table(outcomes, args)
     result.notes.append(load_note(load))

@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from common import (
     RUN_LIMIT,
     EmulatorProcess,
     Table,
+    baseline,
     emit,
     load_note,
     log,
@@ -186,7 +186,9 @@ def run_processes(
         if design == "off":  # one process alone, limits only in the process (the reference)
             args += ["--no-shared-limits"]
         else:
-            args += ["--shared-limits", "--shared-limits-design", design]
+            # 'leases' is the only design in the package now (and the default of the
+            # revisions that also had 'lanes'); compare with those through --baseline REV.
+            args += ["--shared-limits"]
         args += ["--no-check-balance", *extra]
         env = server.env(FASHN_API_KEY=emu.api_key, FASHN_BASE_URL=emu.url)
         if code is not None:  # the baseline's package, ahead of this checkout's
@@ -362,25 +364,12 @@ def scenario(
     }
 
 
-@contextlib.contextmanager
-def baseline(revision: str) -> Iterator[Path]:
-    """The repository at ``revision``, checked out into a temporary git worktree."""
-    repo = Path(__file__).resolve().parent.parent
-    path = Path(tempfile.mkdtemp(prefix="fashn-baseline-"))
-    git = ["git", "-C", str(repo)]
-    subprocess.run([*git, "worktree", "add", "--detach", str(path), revision], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run([*git, "worktree", "remove", "--force", str(path)], check=False)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=0.2, help="emulator time scale")
     parser.add_argument("--rows", type=int, default=24, help="rows per run")
     parser.add_argument("--postgres", action="store_true", help="Prefect server on PostgreSQL")
-    parser.add_argument("--designs", default="off,lanes,leases")
+    parser.add_argument("--designs", default="off,leases")
     parser.add_argument("--cases", default="1,2,3,backfill", help="see the module doc")
     parser.add_argument("--baseline", default="", help="also run the code of this git revision")
     parser.add_argument("--backfill-rows", type=int, default=0, help="default: 3 x --rows")

@@ -9,11 +9,12 @@ fields by name. Adding an option means adding one field here.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fashn_prefect.scheduler.rates import ApiLimits, RateLimit
 
@@ -124,6 +125,26 @@ class FashnSettings(BaseModel):
         description="Run model names the catalogue does not know as a pass-through (inputs "
         "sent as given, credits unknown until the API reports them); off makes them invalid rows.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_fields(cls, values: Any) -> Any:
+        """``shared_limits_design`` (removed in 0.2): 'leases' is the only design now."""
+        if isinstance(values, Mapping) and "shared_limits_design" in values:
+            values = dict(values)
+            design = values.pop("shared_limits_design")
+            if design != "leases":
+                raise ValueError(
+                    f"shared_limits_design {design!r} was removed: shared limits are always "
+                    "held as leased server slots ('leases'); drop the setting"
+                )
+            warnings.warn(
+                "shared_limits_design is deprecated and ignored ('leases' is the only "
+                "design); drop it from your settings",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        return values
 
     @field_validator("run_limit", "status_limit")
     @classmethod

@@ -9,7 +9,6 @@ import pytest
 from fashn_prefect.api.specs import (
     MODELS,
     Problem,
-    UnknownModel,
     estimate_credits,
     expected_latency,
     get_model,
@@ -18,6 +17,7 @@ from fashn_prefect.api.specs import (
     resolve_inputs,
     validate,
 )
+from fashn_prefect.errors import UnknownModel
 
 URL = "https://cdn.example.com/a.jpg"
 DATA = "data:image/jpeg;base64,/9j/4AAQSkZJRg=="
@@ -691,7 +691,8 @@ def test_every_model_has_latency_and_format(name):
 
 
 def test_catalogue_data_errors_name_the_file_model_and_problem(tmp_path: Path) -> None:
-    from fashn_prefect.api.specs import ModelSpecError, load_models
+    from fashn_prefect.api.specs import load_models
+    from fashn_prefect.errors import ModelSpecError
 
     cases = {
         "no-models.json": ("{}", "expected"),

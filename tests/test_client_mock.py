@@ -23,11 +23,11 @@ import httpx
 import pytest
 
 from fashn_prefect.api.client import FashnClient
-from fashn_prefect.errors import InvalidResponse
 from fashn_prefect.errors import (
     AmbiguousSubmission,
     APIError,
     InternalServerError,
+    InvalidResponse,
     OutputUnavailable,
     RateLimitExceeded,
 )

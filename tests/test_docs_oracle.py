@@ -44,9 +44,9 @@ from _helpers import (
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
+from fashn_prefect.flows import run_manifest
 from fashn_prefect.run.manifest import read_manifest
 from fashn_prefect.run.outcome import summary_of
-from fashn_prefect.flows import run_manifest
 from fashn_prefect.run.validate import validate_manifest
 
 DOCS = "https://docs.fashn.ai"

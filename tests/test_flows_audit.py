@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from fashn_prefect.cli import app
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
-from fashn_prefect.run.outcome import RunFailed, summary_of
 from fashn_prefect.flows import run_manifest
+from fashn_prefect.run.outcome import RunFailed, summary_of
 from fashn_prefect.store.fs import safe_name
 from fashn_prefect.store.ledger import LEDGER_DIR as LEDGER
 

@@ -1,4 +1,4 @@
-"""The in-process limiter (fashn_prefect.scheduler.rates) on a virtual clock.
+"""The account scheduler's rate windows (fashn_prefect.scheduler.account) on a virtual clock.
 
 Every test runs on an event loop whose clock only moves when every task is waiting: a
 sleep or a timed wait jumps straight to the next timer. Times are exact, nothing depends
@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fashn_prefect.scheduler.rates import (
-    ApiLimits,
-    Lanes,
-    Limiter,
-    RateLimit,
-    SharedLimits,
-    SlidingWindow,
-)
+from fashn_prefect.scheduler.account import AccountScheduler
+from fashn_prefect.scheduler.rates import ApiLimits, RateLimit
 
 T = TypeVar("T")
 LIMITS = ApiLimits(6, RateLimit(50, 60.0), RateLimit(50, 10.0))
@@ -92,52 +86,6 @@ class Calls:
         return sorted(start for start, _ in self.spans)
 
 
-class RecordingShared(SharedLimits):
-    """The account's server-side in-flight limit, held in memory (``capacity`` slots).
-
-    Stands in for Prefect's tag concurrency limit so that the lanes' own bookkeeping can
-    be observed on the virtual clock; the real limit is exercised by the flow tests.
-    """
-
-    def __init__(self, capacity: int, loop: VirtualTimeLoop) -> None:
-        super().__init__("acct", LIMITS, enabled=True)
-        self.loop = loop
-        self.slots = asyncio.Semaphore(capacity)
-        self.held = 0
-        self.released_at: list[float] = []
-
-    def in_flight_slot(self) -> AbstractAsyncContextManager[object]:
-        @asynccontextmanager
-        async def slot() -> AsyncIterator[None]:
-            async with self.slots:
-                self.held += 1
-                try:
-                    yield
-                finally:
-                    self.held -= 1
-                    self.released_at.append(self.loop.time())
-
-        return slot()
-
-
-class UnreachableShared(SharedLimits):
-    """A Prefect server that refuses every in-flight slot (first ``fail`` of them)."""
-
-    def __init__(self, fail: int = 1_000) -> None:
-        super().__init__("acct", LIMITS, enabled=True)
-        self.fail = fail
-
-    def in_flight_slot(self) -> AbstractAsyncContextManager[object]:
-        @asynccontextmanager
-        async def slot() -> AsyncIterator[None]:
-            if self.fail > 0:
-                self.fail -= 1
-                raise ConnectionError("Prefect server unreachable")
-            yield
-
-        return slot()
-
-
 # ---------------------------------------------------------------- sliding windows
 
 
@@ -149,7 +97,7 @@ def test_exactly_n_calls_pass_and_call_n_plus_1_waits_a_full_window(
     limit = getattr(LIMITS, window)
 
     async def main(loop: VirtualTimeLoop) -> list[float]:
-        limiter = Limiter(LIMITS, SharedLimits("acct", LIMITS, enabled=False), clock=loop.time)
+        limiter = AccountScheduler(LIMITS, clock=loop.time)
         slot = limiter.run_call if window == "run" else limiter.status_call
         calls = Calls(loop)
         await asyncio.gather(*(calls.call(slot, 0.0, duration) for _ in range(limit.requests + 1)))
@@ -164,7 +112,7 @@ def test_exactly_n_calls_pass_and_call_n_plus_1_waits_a_full_window(
 
 def test_run_and_status_windows_are_independent() -> None:
     async def main(loop: VirtualTimeLoop) -> tuple[list[float], list[float]]:
-        limiter = Limiter(LIMITS, SharedLimits("acct", LIMITS, enabled=False), clock=loop.time)
+        limiter = AccountScheduler(LIMITS, clock=loop.time)
         runs, statuses = Calls(loop), Calls(loop)
         await asyncio.gather(
             *(runs.call(limiter.run_call) for _ in range(LIMITS.run.requests)),
@@ -179,20 +127,14 @@ def test_run_and_status_windows_are_independent() -> None:
 
 def test_a_call_still_running_holds_its_place_until_a_window_after_it_ends() -> None:
     async def main(loop: VirtualTimeLoop) -> list[float]:
-        window = SlidingWindow(RateLimit(1, 10.0), clock=loop.time)
+        window = AccountScheduler(ApiLimits(run=RateLimit(1, 10.0)), clock=loop.time)
         calls = Calls(loop)
-        await asyncio.gather(calls.call(window.slot, 0.0, 30.0), calls.call(window.slot, 1.0))
+        await asyncio.gather(
+            calls.call(window.run_call, 0.0, 30.0), calls.call(window.run_call, 1.0)
+        )
         return calls.starts
 
     assert run_virtual(main) == [0.0, pytest.approx(40.0, abs=0.01)]
-
-
-def test_resize_never_goes_below_one_call() -> None:
-    window = SlidingWindow(RateLimit(50, 60.0))
-    window.resize(0)
-    assert window.limit == RateLimit(1, 60.0)
-    window.resize(7)
-    assert window.limit == RateLimit(7, 60.0)
 
 
 calls_strategy = st.lists(
@@ -222,9 +164,11 @@ def test_no_window_ever_holds_more_than_its_limit(
     """
 
     async def main(loop: VirtualTimeLoop) -> list[tuple[float, float]]:
-        window = SlidingWindow(RateLimit(requests, float(seconds)), clock=loop.time)
+        window = AccountScheduler(
+            ApiLimits(status=RateLimit(requests, float(seconds))), clock=loop.time
+        )
         calls = Calls(loop)
-        await asyncio.gather(*(calls.call(window.slot, a, d) for a, d in pattern))
+        await asyncio.gather(*(calls.call(window.status_call, a, d) for a, d in pattern))
         return calls.spans
 
     spans = run_virtual(main)
@@ -239,167 +183,3 @@ def test_no_window_ever_holds_more_than_its_limit(
             before = start - 0.02
             full = [s for s, e in spans if s <= before and before - e < seconds]
             assert len(full) >= requests, (start, spans)
-
-
-# ---------------------------------------------------------------- shares and quiet_in
-
-
-@settings(max_examples=100, deadline=None)
-@given(parts=st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=6))
-def test_shares_of_the_runs_on_one_account_add_up_to_at_most_the_limit(parts: list[int]) -> None:
-    of = sum(parts)
-    limits = ApiLimits(of, RateLimit(50, 60.0), RateLimit(50, 10.0))
-    limiters = [Limiter(limits, SharedLimits("acct", limits)) for _ in parts]
-    for limiter, lanes in zip(limiters, parts, strict=True):
-        limiter.share(lanes, of)
-    for window in ("run_window", "status_window"):
-        total = sum(getattr(lim, window).limit.requests for lim in limiters)
-        assert total <= 50
-        assert total >= 50 - len(parts)  # only rounding down is lost
-    if parts == [of]:
-        assert limiters[0].run_window.limit.requests == 50  # a lone run gets the whole rate
-
-
-def test_share_is_ignored_without_shared_limits() -> None:
-    limiter = Limiter(LIMITS, SharedLimits("acct", LIMITS, enabled=False))
-    limiter.share(1, 6)
-    assert limiter.run_window.limit == LIMITS.run
-    assert limiter.status_window.limit == LIMITS.status
-
-
-def test_quiet_in_counts_down_from_the_last_call_of_either_window() -> None:
-    async def main(loop: VirtualTimeLoop) -> list[float]:
-        limiter = Limiter(LIMITS, SharedLimits("acct", LIMITS), clock=loop.time)
-        seen = [limiter.quiet_in()]
-        async with limiter.run_call():
-            seen.append(limiter.quiet_in())  # a call in progress: a whole window
-            await asyncio.sleep(5)
-        seen.append(limiter.quiet_in())
-        await asyncio.sleep(20)
-        async with limiter.status_call():
-            pass
-        seen.append(limiter.quiet_in())  # run call ended 20 s ago; status call just now
-        await asyncio.sleep(60)
-        seen.append(limiter.quiet_in())
-        return seen
-
-    assert run_virtual(main) == [0.0, 60.0, 60.0, 40.0, 0.0]
-    disabled = Limiter(LIMITS, SharedLimits("acct", LIMITS, enabled=False))
-    assert disabled.quiet_in() == 0.0
-
-
-# ---------------------------------------------------------------- lanes
-
-
-def test_lanes_give_back_slots_no_remaining_row_can_use() -> None:
-    async def main(loop: VirtualTimeLoop) -> list[int]:
-        shared = RecordingShared(6, loop)
-        held: list[int] = []
-        async with Lanes(3, shared, rows=2, on_change=held.append) as lanes:
-            await asyncio.sleep(1)
-            seen = [shared.held]  # three taken, one given back: two rows, two lanes
-            async with lanes.lane():
-                await asyncio.sleep(1)
-            lanes.finished()
-            await asyncio.sleep(1)
-            seen.append(shared.held)
-            async with lanes.lane():
-                await asyncio.sleep(1)
-            lanes.finished()
-            await asyncio.sleep(1)
-            seen.append(shared.held)
-        assert held[-1] == 0
-        return seen
-
-    assert run_virtual(main) == [2, 1, 0]
-
-
-def test_lanes_keep_a_given_back_slot_for_the_cooldown() -> None:
-    async def main(loop: VirtualTimeLoop) -> tuple[list[float], list[int]]:
-        shared = RecordingShared(6, loop)
-        shares: list[int] = []
-        async with Lanes(2, shared, rows=1, on_change=shares.append, cooldown=lambda: 7.0):
-            await asyncio.sleep(1)
-        return shared.released_at, shares
-
-    released, shares = run_virtual(main)
-    # The spare lane's share ends at once; its slot goes back to the server 7 s later.
-    assert released == [7.0, 7.0 + 1.0]
-    assert shares == [1, 2, 1, 0]
-
-
-def test_rows_beyond_the_lanes_wait_and_never_exceed_them() -> None:
-    async def main(loop: VirtualTimeLoop) -> int:
-        shared = RecordingShared(6, loop)
-        busy = peak = 0
-
-        async def row(lanes: Lanes) -> None:
-            nonlocal busy, peak
-            async with lanes.lane():
-                busy += 1
-                peak = max(peak, busy)
-                await asyncio.sleep(3)
-                busy -= 1
-            lanes.finished()
-
-        async with Lanes(2, shared, rows=7) as lanes:
-            await asyncio.gather(*(row(lanes) for _ in range(7)))
-        return peak
-
-    assert run_virtual(main) == 2
-
-
-def test_lanes_fail_clearly_when_no_slot_can_be_taken() -> None:
-    async def main(loop: VirtualTimeLoop) -> list[BaseException | None]:
-        async with Lanes(2, UnreachableShared(), rows=3) as lanes:
-
-            async def row() -> None:
-                async with lanes.lane():
-                    pass
-
-            return await asyncio.gather(*(row() for _ in range(3)), return_exceptions=True)
-
-    errors = run_virtual(main)
-    assert len(errors) == 3
-    for error in errors:
-        assert isinstance(error, RuntimeError)
-        assert "no in-flight slot could be taken" in str(error)
-        assert "ConnectionError: Prefect server unreachable" in str(error)
-
-
-def test_lanes_work_on_with_the_slots_that_could_be_taken() -> None:
-    async def main(loop: VirtualTimeLoop) -> int:
-        done = 0
-        async with Lanes(3, UnreachableShared(fail=2), rows=4) as lanes:
-
-            async def row() -> None:
-                nonlocal done
-                async with lanes.lane():
-                    await asyncio.sleep(1)
-                    done += 1
-                lanes.finished()
-
-            await asyncio.gather(*(row() for _ in range(4)))
-        return done
-
-    assert run_virtual(main) == 4
-
-
-def test_lanes_count_busy_lanes_as_used_by_the_rows_holding_them() -> None:
-    async def main(loop: VirtualTimeLoop) -> list[int]:
-        shared = RecordingShared(6, loop)
-        seen: list[int] = []
-        async with Lanes(3, shared, rows=3) as lanes:
-            await asyncio.sleep(1)
-            async with lanes.lane():  # the last row still running
-                seen.append(shared.held)
-                lanes.finished()  # two rows end without needing a lane again
-                lanes.finished()
-                await asyncio.sleep(1)
-                seen.append(shared.held)  # only the busy lane is still needed
-            lanes.finished()
-            await asyncio.sleep(1)
-            seen.append(shared.held)
-        return seen
-
-    assert run_virtual(main) == [3, 1, 0]

@@ -32,8 +32,8 @@ from _helpers import (
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
 from fashn_prefect.emulator.state import inputs_hash
-from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.flows import run_manifest
+from fashn_prefect.run.outcome import summary_of
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(240)]
 

@@ -18,9 +18,9 @@ from PIL import Image
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
+from fashn_prefect.flows import run_manifest
 from fashn_prefect.jobs.audit import audit
 from fashn_prefect.run.outcome import summary_of
-from fashn_prefect.flows import run_manifest
 from fashn_prefect.store.fs import filesystem
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]

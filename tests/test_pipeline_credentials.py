@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 from fashn_prefect.cli import app
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
-from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.flows import run_manifest
+from fashn_prefect.run.outcome import summary_of
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
 SECRET = f"fa-SECRET-{uuid.uuid4().hex}"

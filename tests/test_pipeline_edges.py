@@ -21,8 +21,8 @@ from _helpers import emulator, put_images, results, run_calls, write_manifest
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
-from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.flows import run_manifest
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.store.ledger import Ledger
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]

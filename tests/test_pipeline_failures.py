@@ -19,8 +19,8 @@ from _helpers import TIME_SCALE, emulator, put_images, results, write_manifest
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
 from fashn_prefect.emulator.faults import RUNTIME_MESSAGES
-from fashn_prefect.run.outcome import RunFailed, summary_of
 from fashn_prefect.flows import run_manifest
+from fashn_prefect.run.outcome import RunFailed, summary_of
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
 PERMANENT = ("ImageLoadError", "ContentModerationError", "PoseError", "InputValidationError")

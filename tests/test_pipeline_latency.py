@@ -21,13 +21,13 @@ from _helpers import (
 )
 
 from fashn_prefect.credentials import FashnCredentials
-from fashn_prefect.settings import FashnSettings
 from fashn_prefect.flows import run_manifest
 from fashn_prefect.run.poll import seed_from_results
 from fashn_prefect.run.runtime import RunConfig, Runtime
-from fashn_prefect.scheduler.latency import latency_key
 from fashn_prefect.scheduler.account import AccountScheduler
+from fashn_prefect.scheduler.latency import latency_key
 from fashn_prefect.scheduler.rates import ApiLimits
+from fashn_prefect.settings import FashnSettings
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(240)]
 TIME_SCALE = 0.02

@@ -19,8 +19,8 @@ from _helpers import emulator, limit_rejections, put_images, results, write_mani
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
-from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.flows import run_manifest
+from fashn_prefect.run.outcome import summary_of
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(180)]
 TIME_SCALE = 0.05

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fashn_prefect.run.plan import PlannedRow, Plan, launch_order, make_plan
+from fashn_prefect.run.plan import Plan, PlannedRow, launch_order, make_plan
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.run.write import result_row, results_table, write_results
 from fashn_prefect.store.ledger import Attempt, Ledger, RowRecord

@@ -18,8 +18,8 @@ from fashn_prefect.scheduler.latency import (
     LatencyEstimate,
     latency_key,
 )
-from fashn_prefect.scheduler.rates import RateLimit
 from fashn_prefect.scheduler.polls import FIRST_QUANTILE, PollScheduler, PredictionPolls
+from fashn_prefect.scheduler.rates import RateLimit
 
 KEY = ("tryon-v1.6", 12.0, 17.0)
 

@@ -26,8 +26,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
 from fashn_prefect.scheduler.account import AccountScheduler
-from fashn_prefect.scheduler.rates import ApiLimits
 from fashn_prefect.scheduler.leases import HANDOFFS, LEASE_SECONDS, RENEW_EVERY, ServerLimits
+from fashn_prefect.scheduler.rates import ApiLimits
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

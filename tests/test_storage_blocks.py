@@ -91,3 +91,35 @@ async def test_a_backfill_and_an_audit_reach_s3_only_through_the_block(
     chunks = [r for r in runs if r.name.startswith("backfill-chunk-")]
     names = {(r.parameters.get("settings") or {}).get("storage_block") for r in chunks}
     assert len(chunks) == 2 and names == {"s3-out"}
+
+
+async def test_a_task_in_a_users_flow_reaches_s3_only_through_the_block(
+    emu: EmulatorServer, s3_bucket: str, s3_storage_options: dict[str, Any]
+) -> None:
+    """``run_prediction`` honours ``storage_block`` as the flows do: its inputs are read and
+    its outputs stored with the block's keys, which never appear in a parameter."""
+    from prefect import flow
+
+    from fashn_prefect.settings import FashnSettings
+    from fashn_prefect.tasks import PredictionResult, run_prediction
+
+    options = {**s3_storage_options, "key": "fashn-block-key", "secret": SECRET}
+    await StorageOptions(options=options).asave("s3-task", overwrite=True)
+    fs = fsspec.filesystem("s3", **options)
+    row = catalog_rows(1, emu, prefix="tsk")[0]
+    inputs = {k: row[k] for k in ("model_image", "garment_image", "category")}
+    credentials = FashnCredentials(api_key=emu.api_key, base_url=emu.url)
+    settings = FashnSettings(
+        time_scale=TIME_SCALE, shared_limits=False, check_balance=False, storage_block="s3-task"
+    )
+
+    @flow
+    async def users_flow() -> PredictionResult:
+        return await run_prediction(
+            "tryon-v1.6", inputs, credentials, f"{s3_bucket}/tasks", settings
+        )
+
+    result = await users_flow()
+    assert result.status == "completed", result
+    assert len(result.output_uris) == 1 and result.output_uris[0].startswith("s3://")
+    assert fs.exists(result.output_uris[0])

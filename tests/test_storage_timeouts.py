@@ -22,8 +22,8 @@ from _helpers import TIME_SCALE, emulator, results, results_files, submissions, 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
 from fashn_prefect.errors import StorageTimeout
-from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.flows import run_manifest
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.store.fs import atomic_write, bounded, filesystem, is_storage_transport_error
 
 pytestmark = pytest.mark.timeout(90)

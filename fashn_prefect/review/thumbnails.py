@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 from PIL import Image, ImageOps
 
+from fashn_prefect.errors import FashnError
 from fashn_prefect.store.fs import filesystem
 
 MAX_EDGE = 256
@@ -27,7 +28,7 @@ MAX_BYTES = 64 * 1024 * 1024
 FETCH_TIMEOUT_S = 5.0
 
 
-class Unreadable(Exception):
+class Unreadable(FashnError):
     """A source that cannot be shown; ``str()`` is the placeholder label."""
 
 

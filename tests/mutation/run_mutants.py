@@ -44,13 +44,15 @@ class Mutant:
     tests: tuple[str, ...]
 
 
-LIMITS = "fashn_prefect/scheduler/limits.py"
+RATES = "fashn_prefect/scheduler/rates.py"
 PLAN = "fashn_prefect/run/plan.py"
 LEDGER = "fashn_prefect/store/ledger.py"
 SUBMIT = "fashn_prefect/run/submit.py"
-PIPELINE = "fashn_prefect/run/pipeline.py"
+ROWS = "fashn_prefect/run/rows.py"
 CLIENT = "fashn_prefect/api/client.py"
-SERVER = "fashn_prefect/scheduler/server.py"
+LEASES = "fashn_prefect/scheduler/leases.py"
+RUNTIME = "fashn_prefect/run/runtime.py"
+TASKS = "fashn_prefect/tasks.py"
 ACCOUNT = "fashn_prefect/scheduler/account.py"
 OVERLAP = "fashn_prefect/jobs/overlap.py"
 T_LIMITS = ("tests/test_limits.py",)
@@ -79,68 +81,33 @@ T_INTENT = (
 )
 
 MUTANTS = (
-    # -- limits: the in-process windows, shares and lanes
+    # -- rates: how calls count against a window
     Mutant(
         "limits-window-one-too-many",
-        LIMITS,
+        RATES,
         "len(self.finished) + self.active < self.limit.requests",
         "len(self.finished) + self.active <= self.limit.requests",
         T_LIMITS,
     ),
     Mutant(
         "limits-window-forgets-running-calls",
-        LIMITS,
+        RATES,
         "len(self.finished) + self.active < self.limit.requests",
         "len(self.finished) < self.limit.requests",
         T_LIMITS,
     ),
     Mutant(
         "limits-window-expires-at-the-boundary",
-        LIMITS,
+        RATES,
         "now - self.finished[0] >= self.limit.seconds",
         "now - self.finished[0] > self.limit.seconds",
         T_LIMITS,
     ),
     Mutant(
         "limits-window-counts-from-the-start",
-        LIMITS,
+        RATES,
         "        self.active -= 1\n        self.finished.append(now)",
         "        self.active -= 1\n        self.finished.append(now - 1.0)",
-        T_LIMITS,
-    ),
-    Mutant(
-        "limits-quiet-ignores-running-calls",
-        LIMITS,
-        "if self._calls.active:\n            return self.limit.seconds",
-        "if False:\n            return self.limit.seconds",
-        T_LIMITS,
-    ),
-    Mutant(
-        "limits-share-rounds-up",
-        LIMITS,
-        "window.resize(limit.requests * lanes // max(of, 1))",
-        "window.resize(-(-limit.requests * lanes // max(of, 1)))",
-        T_LIMITS,
-    ),
-    Mutant(
-        "lanes-keep-spare-slots",
-        LIMITS,
-        "max(self._remaining - self._busy, self._waiting, 0)",
-        "max(self._remaining, self._waiting, 0)",
-        T_LIMITS,
-    ),
-    Mutant(
-        "lanes-waiters-never-told-of-failure",
-        LIMITS,
-        "if self._failed == self.count:",
-        "if self._failed > self.count:",
-        T_LIMITS,
-    ),
-    Mutant(
-        "lanes-no-cooldown",
-        LIMITS,
-        "await asyncio.sleep(self._cooldown())",
-        "await asyncio.sleep(0)",
         T_LIMITS,
     ),
     # -- plan and ledger: what a re-run does with each row
@@ -197,7 +164,7 @@ MUTANTS = (
     Mutant(
         "submit-skips-the-run-limiter",
         SUBMIT,
-        "async with rt.limiter.run_call():",
+        "async with rt.account.run_call():",
         "async with asyncio.timeout(None):",
         T_RUN_RATE,
     ),
@@ -211,7 +178,7 @@ MUTANTS = (
     Mutant(
         "poll-skips-the-status-limiter",
         "fashn_prefect/run/poll.py",
-        "    async with rt.limiter.status_call():\n        status = await",
+        "    async with rt.account.status_call():\n        status = await",
         "    async with asyncio.timeout(None):\n        status = await",
         T_STATUS_RATE,
     ),
@@ -223,15 +190,8 @@ MUTANTS = (
         ("tests/test_pipeline_latency.py", "tests/test_polls.py"),
     ),
     Mutant(
-        "poll-by-the-documented-table-only",
-        "fashn_prefect/run/poll.py",
-        "    if documented_only():",
-        "    if True:",
-        ("tests/test_pipeline_latency.py",),
-    ),
-    Mutant(
         "predict-notfound-is-a-plain-failure",
-        PIPELINE,
+        ROWS,
         'attempt.status = record.status = "ambiguous"\n            attempt.error_name, attempt.error_message = "NotFound"',
         'attempt.status = record.status = "failed"\n            attempt.error_name, attempt.error_message = "NotFound"',
         T_EDGES,
@@ -252,17 +212,32 @@ MUTANTS = (
     ),
     Mutant(
         "task-retries-ambiguous-submissions",
-        PIPELINE,
+        ROWS,
         "    if isinstance(exc, AmbiguousSubmission | OutputUnavailable):\n        return False",
         "    if isinstance(exc, AmbiguousSubmission | OutputUnavailable):\n        return True",
         T_EDGES,
     ),
     Mutant(
         "predict-resubmits-after-polling-timeout",
-        PIPELINE,
+        ROWS,
         'known = last.prediction_id if last and last.status in ("submitted", "completed") else None',
         "known = None",
         T_EDGES,
+    ),
+    # -- one engine: the composable tasks get the flows' guarantees
+    Mutant(
+        "tasks-forget-the-learned-latency",
+        RUNTIME,
+        "self.polls: PollScheduler = poll_scheduler(account)",
+        "self.polls: PollScheduler = PollScheduler()",
+        ("tests/test_pipeline_latency.py::test_tasks_mapped_in_a_users_flow_poll_like_the_manifest_flow",),
+    ),
+    Mutant(
+        "tasks-ignore-the-storage-block",
+        TASKS,
+        "open_runtime(creds, s, output, s.resolved_storage_options())",
+        "open_runtime(creds, s, output, s.storage_options)",
+        ("tests/test_storage_blocks.py",),
     ),
     # -- client: which failures are retried
     Mutant(
@@ -310,7 +285,7 @@ MUTANTS = (
     # -- shared limits: slots held on the Prefect server
     Mutant(
         "server-busy-answer-fails-the-take",
-        SERVER,
+        LEASES,
         "            if exc.response.status_code not in BUSY_STATUS or time.monotonic() > deadline:",
         "            if True:",
         T_BUSY,
@@ -331,7 +306,7 @@ MUTANTS = (
     ),
     Mutant(
         "server-every-blocked-take-asks",
-        SERVER,
+        LEASES,
         "            async with self._asking:",
         "            async with contextlib.nullcontext():",
         T_ONE_ASKER,

@@ -25,8 +25,8 @@ from support import TIME_SCALE, scan_for_secret
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
 from fashn_prefect.emulator.config import FaultConfig
-from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.flows import run_manifest
+from fashn_prefect.run.outcome import summary_of
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(600)]
 

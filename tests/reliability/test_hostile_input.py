@@ -323,8 +323,8 @@ HOSTILE_FILES: dict[str, bytes] = {
 async def test_hostile_manifest_is_refused_before_any_submission(
     prefect_harness: None, tmp_path: Path, secret_key: str, fashn_emulator_factory: Any, name: str
 ) -> None:
-    from fashn_prefect.credentials import FashnCredentials
     from fashn_prefect import ManifestInvalid, run_manifest
+    from fashn_prefect.credentials import FashnCredentials
 
     emu = fashn_emulator_factory(api_keys=(secret_key,), time_scale=0.01)
     image = emu.put_file("m.png", _png(), "image/png")

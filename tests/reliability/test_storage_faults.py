@@ -37,8 +37,8 @@ from support import TIME_SCALE, audit_tree, prefect_texts, scan_for_secret
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
-from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.flows import run_manifest
+from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.store.fs import filesystem
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(600)]
