@@ -122,7 +122,7 @@ class FashnSettings(BaseModel):
     check_balance: bool = Field(True, description="Read the credit balance before and after a run.")
     allow_unknown_models: bool = Field(
         True,
-        description="Run model names the catalogue does not know as a pass-through (inputs "
+        description="Run model names the specs do not describe as a pass-through (inputs "
         "sent as given, credits unknown until the API reports them); off makes them invalid rows.",
     )
 

@@ -102,7 +102,7 @@ def emulator_command(
         bool, typer.Option(help="Variant: the in-flight limit counts all keys together.")
     ] = False,
     accept_unknown_models: Annotated[
-        bool, typer.Option(help="Variant: run model names the catalogue does not know.")
+        bool, typer.Option(help="Variant: run model names the specs do not describe.")
     ] = False,
     allow_remote: Annotated[
         bool, typer.Option(help="Allow binding a non-loopback interface.")

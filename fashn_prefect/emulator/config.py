@@ -63,7 +63,7 @@ class FaultConfig:
     """The in-flight limit counts the predictions of every API key together (one account)
     instead of per key."""
     accept_unknown_models: bool = False
-    """``POST /v1/run`` accepts a model name the catalogue does not know, as a model FASHN
+    """``POST /v1/run`` accepts a model name the specs do not describe, as a model FASHN
     shipped after this release would be: inputs that are URLs or data URIs are loaded as
     images, ``num_images``/``num_samples`` outputs (default 1) are rendered, 1 credit each."""
 
@@ -90,7 +90,7 @@ class EmulatorConfig:
     send_retry_after: bool = True
     """Send ``Retry-After`` (real seconds, possibly fractional) on 429 RateLimitExceeded."""
     latency_multiplier: float = 1.0
-    """Processing takes this many times the catalogue's documented latency (benchmarks of an
+    """Processing takes this many times the specs' documented latency (benchmarks of an
     API running faster or slower than documented). Off (1.0) by default."""
     latency_multiplier_after: tuple[int, float] | None = None
     """``(n, m)``: from the ``n``-th prediction on, processing takes ``m`` times the documented

@@ -109,7 +109,7 @@ def envelope(
 
 
 def _image_fields(prediction: Prediction) -> list[str]:
-    """Image inputs: from the catalogue, or (unknown model) every URL or data URI given."""
+    """Image inputs: from the specs, or (unknown model) every URL or data URI given."""
     spec = specs.MODELS.get(prediction.model_name)
     if spec is not None:
         return [f.name for f in spec.fields if f.type == "image"]

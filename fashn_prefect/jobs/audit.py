@@ -72,12 +72,12 @@ class AuditReport:
     charged: int
     estimated: int
     charged_from_estimates: int = 0
-    """Of ``charged``: credits booked from the catalogue's estimate because the API sent no
+    """Of ``charged``: credits booked from the specs' estimate because the API sent no
     ``x-fashn-credits-used`` header (``credits_source == "estimate"``)."""
     rows_estimated: int = 0
     """Charged rows whose charge is such an estimate."""
     rows_charge_unknown: int = 0
-    """Completed rows of models the catalogue does not know that came without the header:
+    """Completed rows of models the specs do not describe that came without the header:
     their charge is unknown (booked as 0)."""
     breakdown: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     anomalies: list[Anomaly] = field(default_factory=list)
@@ -120,7 +120,7 @@ class AuditReport:
             + (f" (since {self.since})" if self.since else ""),
             f"- credits charged: **{self.charged}**, estimated for the same rows: {self.estimated}",
             f"- of the charged credits, {self.charged_from_estimates} over {self.rows_estimated} "
-            "rows are the catalogue's estimate (the API reported no charge); "
+            "rows are the specs' estimate (the API reported no charge); "
             f"{self.rows_charge_unknown} rows have an unknown charge",
             f"- balance movement over {len(self.runs)} runs: {self.balance_movement} "
             f"(unexplained by the results: {self.unexplained})",

@@ -6,8 +6,8 @@ under ``{output}/images/{row}-{inputs}-{index}.{ext}``.
 
 What a prediction cost comes from the ``x-fashn-credits-used`` header of its terminal
 status. The header is documented but not guaranteed: without it, a completed prediction
-is booked at the catalogue's estimate (``credits_source="estimate"``), or as unknown for a
-model the catalogue does not know, so budgets and audits never read a silent zero.
+is booked at the specs' estimate (``credits_source="estimate"``), or as unknown for a
+model the specs do not describe, so budgets and audits never read a silent zero.
 
 A completed prediction is charged for the outputs it was asked for. When it reports fewer
 (none, an undocumented ``output`` form, or fewer than ``num_images``/``num_samples``), the
@@ -77,7 +77,7 @@ def charged_credits(spec: RowSpec, status: PredictionStatus) -> tuple[int, str |
     """``(credits, source)`` to book for a terminal prediction.
 
     ``source`` is ``"header"`` when the API reported the charge, ``"estimate"`` when a
-    completed prediction came without the header (the catalogue's estimate is booked), and
+    completed prediction came without the header (the specs' estimate is booked), and
     ``"unknown"`` when neither is available; None when nothing was charged or reported.
     """
     if status.credits_used is not None:

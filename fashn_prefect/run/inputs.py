@@ -30,7 +30,7 @@ def prepare_inputs(
 ) -> dict[str, Any]:
     """Return the inputs to send: image paths replaced by resized data URIs.
 
-    For a model the catalogue does not know, inputs named like images
+    For a model the specs do not describe, inputs named like images
     (:func:`~fashn_prefect.api.specs.is_image_input_name`) are the image inputs, sized for
     the 2000 px edge FASHN advises for most endpoints.
     """

@@ -70,7 +70,7 @@ async def run_predictions(
 ) -> dict[str, Any]:
     """Run rows held in memory (a pandas DataFrame, a pyarrow Table or a list of dicts)
     exactly as :func:`run_manifest` runs a manifest file: the same validation, plan,
-    lanes, ledger, results table, gallery and final state under ``output``. Rows given
+    account scheduler, ledger, results table, gallery and final state under ``output``. Rows given
     as :class:`~fashn_prefect.run.request.CheckedRows` are not validated again."""
     started = datetime.now(UTC)
     s = FashnSettings.build(settings, **options)

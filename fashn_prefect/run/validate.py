@@ -4,13 +4,13 @@ Each problem names its row (1-based, in file order), its column and what is wron
 every problem in every row is reported, not just the first. Valid rows come out as
 :class:`RowSpec` objects with typed inputs, a stable row key and a credit estimate.
 
-A model the catalogue does not know (FASHN ships new ones without notice) runs as a
+A model the specs do not describe (FASHN ships new ones without notice) runs as a
 *pass-through* unless ``allow_unknown_models`` is off: every non-empty column other than
 ``row_id``, ``model_name`` and ``meta_*`` columns is sent as an input (CSV text that is a
 whole number becomes an integer, ``true``/``false`` a boolean), image inputs named like
 FASHN's (``image``, ``*_image``, ``*_reference``, ``mask``...) that are paths are checked
 and encoded, and only generic checks apply. Its credits are unknown (estimated 0) until
-the API reports them. Describe the model as data (:mod:`fashn_prefect.api.model_data`) to
+the API reports them. Describe the model as data (:mod:`fashn_prefect.api.specs.files`) to
 give it full validation and estimates.
 """
 
@@ -32,7 +32,7 @@ from fashn_prefect.store.fs import filesystem
 RESERVED_COLUMNS = ("row_id", "model_name")
 _INT = re.compile(r"^[+-]?\d+$")
 # What a FASHN model name looks like (tryon-v1.6, product-to-model): the pass-through
-# check for names the catalogue does not know.
+# check for names the specs do not describe.
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f"}
@@ -69,7 +69,7 @@ class RowSpec:
     inputs_hash: str
     estimated_credits: int
     catalogued: bool = True
-    """False for a model the catalogue does not know (a pass-through; credits unknown)."""
+    """False for a model the specs do not describe (a pass-through; credits unknown)."""
 
 
 @dataclass
@@ -120,7 +120,7 @@ def validate_manifest(
 ) -> ValidationReport:
     """Check every row of ``manifest``; ``model_name`` applies to rows without one.
 
-    ``allow_unknown_models=False`` makes a model name the catalogue does not know an error
+    ``allow_unknown_models=False`` makes a model name the specs do not describe an error
     instead of a pass-through.
     """
     load_models_from_env()
@@ -266,7 +266,7 @@ def _pass_through_row(
     problems: list[RowProblem],
     images: _ImageChecker | None,
 ) -> RowSpec | None:
-    """A row of a model the catalogue does not know: inputs as given, generic checks only."""
+    """A row of a model the specs do not describe: inputs as given, generic checks only."""
     inputs: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
     fingerprints: dict[str, str] = {}

@@ -147,7 +147,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "estimated_credits": sum(r["estimated_credits"] for r in rows if r["status"] != "skipped"),
         "credits_charged": sum(r["credits_charged"] for r in rows),
-        # Charged credits booked from the catalogue because the API sent no header.
+        # Charged credits booked from the specs because the API sent no header.
         "credits_estimated": sum(
             r["credits_charged"] for r in rows if r.get("credits_source") == "estimate"
         ),

@@ -1,7 +1,7 @@
 """Latency learned online: how long predictions of one kind really take.
 
 One :class:`LatencyEstimate` per (model, mode / resolution / duration), keyed by the
-model name and the catalogue's documented range for those inputs (inputs with the same
+model name and the specs' documented range for those inputs (inputs with the same
 documented range are expected to take as long). It starts from the documented range
 (reaching down to half its low end) and is then fed the latencies this process
 observes, so it follows the API when it runs faster or slower than documented, or drifts

@@ -41,7 +41,7 @@ class Attempt:
     error_message: str | None = None
     credits_used: int | None = None
     # Where credits_used came from: "header" (x-fashn-credits-used), "estimate" (the
-    # catalogue's, when the header was missing) or "unknown" (neither; model not catalogued).
+    # specs', when the header was missing) or "unknown" (neither; model not catalogued).
     credits_source: str | None = None
 
 

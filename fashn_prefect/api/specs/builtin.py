@@ -423,14 +423,14 @@ _REGISTRY: dict[str, ModelSpec] = {
         _BACKGROUND_CHANGE,
     )
 }
-#: Every model the catalogue knows: the built-in ones above plus any added with
-#: :func:`register_model` (or as data, see :mod:`fashn_prefect.api.model_data`).
+#: Every model the specs describe: the built-in ones above plus any added with
+#: :func:`register_model` (or as data, see :mod:`fashn_prefect.api.specs.files`).
 MODELS: Mapping[str, ModelSpec] = MappingProxyType(_REGISTRY)
 BUILTIN_MODELS: frozenset[str] = frozenset(_REGISTRY)
-#: Processing time assumed for a model the catalogue does not know (polling pace only).
+#: Processing time assumed for a model the specs do not describe (polling pace only).
 GENERIC_LATENCY: Latency = (5.0, 120.0)
 
 
 def register_model(spec: ModelSpec) -> None:
-    """Add ``spec`` to the catalogue, or replace the entry of the same name."""
+    """Add ``spec`` to the specs, or replace the entry of the same name."""
     _REGISTRY[spec.name] = spec

@@ -1,6 +1,6 @@
-"""Add models to the catalogue as data (JSON or TOML), without a new release.
+"""Add model specs as data (JSON or TOML), without a new release.
 
-FASHN ships models without notice. A model the catalogue does not know already runs as a
+FASHN ships models without notice. A model the specs do not describe already runs as a
 pass-through (inputs sent as given, credits unknown until the API reports them); describing
 it in a file gives it full validation, credit estimates and a polling pace::
 
@@ -59,7 +59,7 @@ def load_models(source: str | Path | Mapping[str, Any]) -> list[str]:
     Returns the names registered. Raises :class:`ModelSpecError` naming the file, the
     model and the problem; nothing from a file with a problem is registered.
     """
-    where = "catalogue data"
+    where = "model spec data"
     if isinstance(source, Mapping):
         data: Any = source
     else:

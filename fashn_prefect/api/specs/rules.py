@@ -193,7 +193,7 @@ def resolve_inputs(model_name: str, inputs: Mapping[str, Any]) -> dict[str, Any]
 def output_count(model_name: str, inputs: Mapping[str, Any]) -> int:
     """Number of outputs the request produces (``num_images``/``num_samples``, default 1).
 
-    For a model the catalogue does not know, a positive integer ``num_images`` or
+    For a model the specs do not describe, a positive integer ``num_images`` or
     ``num_samples`` input is taken at its word; otherwise 1.
     """
     spec = MODELS.get(model_name) if isinstance(model_name, str) else None
@@ -230,7 +230,7 @@ def estimate_credits(model_name: str, inputs: Mapping[str, Any]) -> int:
 def expected_latency(model_name: str, inputs: Mapping[str, Any]) -> tuple[float, float]:
     """Typical (low, high) processing seconds on the real API for these inputs.
 
-    :data:`GENERIC_LATENCY` for a model the catalogue does not know.
+    :data:`GENERIC_LATENCY` for a model the specs do not describe.
     """
     spec = MODELS.get(model_name) if isinstance(model_name, str) else None
     if spec is None:
@@ -268,7 +268,7 @@ _IMAGE_NAMES = frozenset({"image", "mask", "image_context", "image_prompt", "ima
 
 
 def is_image_input_name(name: str) -> bool:
-    """Whether an input of a model the catalogue does not know is taken as an image.
+    """Whether an input of a model the specs do not describe is taken as an image.
 
     The FASHN naming pattern: ``image``, ``mask``, ``image_*`` context/prompt/reference
     inputs, and anything ending in ``_image`` or ``_reference``.
@@ -277,7 +277,7 @@ def is_image_input_name(name: str) -> bool:
 
 
 def generic_problems(inputs: Mapping[str, Any]) -> list[Problem]:
-    """The only checks a model the catalogue does not know gets: there are inputs, image
+    """The only checks a model the specs do not describe gets: there are inputs, image
     inputs look like images, and output counts are positive integers."""
     if not inputs:
         return [Problem(None, "no inputs given")]
