@@ -13,7 +13,9 @@ documentation cannot drift from it:
 * ``<!-- results-schema -->``: the results table's columns
   (:data:`fashn_prefect.store.results.SCHEMA`), with the meaning of each kept below.
 
-A page includes one by holding its marker alone on a line.
+A page includes one by holding its marker alone on a line. A second hook, ``on_page_content``,
+drops the Sphinx roles (``:class:``...) that the package's docstrings use and mkdocstrings
+leaves in the text.
 """
 
 from __future__ import annotations
@@ -329,3 +331,12 @@ def render_markers(markdown: str) -> str:
 def on_page_markdown(markdown: str, **_: Any) -> str:
     """mkdocs hook: fill in the generated tables."""
     return render_markers(markdown)
+
+
+_SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):(<code>)~?")
+
+
+def on_page_content(html: str, **_: Any) -> str:
+    """mkdocs hook: drop the Sphinx roles (``:class:`X```) the package's docstrings use,
+    which mkdocstrings leaves in the text, keeping the name as code."""
+    return _SPHINX_ROLE.sub(r"\1", html)
