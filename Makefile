@@ -64,5 +64,19 @@ emulator: install
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
+# The documentation site (mkdocs + Material + mkdocstrings) into site/, warnings as errors;
+# the reference tables are generated from the code (docs/gen_reference.py). Also checks
+# that the README's relative links resolve.
+DOCS_STAMP := $(VENV)/.installed-docs
+.PHONY: docs
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,s3,docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/python docs/check_links.py README.md CONTRIBUTING.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-output
