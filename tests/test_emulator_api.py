@@ -249,7 +249,10 @@ def test_stats_document(server: EmulatorServer) -> None:
     assert set(stats["faults_injected"]) >= {"run_5xx", "status_5xx", "runtime"}
 
 
-def test_in_flight_and_peak(server: EmulatorServer) -> None:
+def test_in_flight_and_peak(fashn_emulator_factory: Callable[..., EmulatorServer]) -> None:
+    # A slower clock than the other tests': three submissions must land before the first
+    # prediction can finish, even on a busy machine (tryon-max runs for tens of emu s).
+    server = fashn_emulator_factory(api_keys=(KEY,), time_scale=0.1)
     with api_client(server, KEY) as client:
         ids = [
             client.post(
