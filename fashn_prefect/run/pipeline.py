@@ -57,7 +57,14 @@ from fashn_prefect.run.request import CheckedRows, RunRequest
 from fashn_prefect.run.runtime import RunConfig, Runtime
 from fashn_prefect.run.submit import prepare, save_quietly, submit
 from fashn_prefect.run.validate import RowSpec, ValidationReport
-from fashn_prefect.run.write import result_row, results_table, run_name, summarise, write_results
+from fashn_prefect.run.write import (
+    interrupted_at,
+    result_row,
+    results_table,
+    run_name,
+    summarise,
+    write_results,
+)
 from fashn_prefect.scheduler.account import account_scheduler
 from fashn_prefect.scheduler.latency import latency_key
 from fashn_prefect.scheduler.limits import ApiLimits, Lanes, Limiter, SharedLimits
@@ -260,6 +267,7 @@ def _row_from_record(job: Job, status: str, **extra: Any) -> dict[str, Any]:
         "output_uris": record.outputs if record else [],
         "submitted_at": first.submitted_at if first else None,
         "completed_at": last.completed_at if last else None,
+        "interrupted_at": interrupted_at(attempts),
     }
     values.update(extra)
     return result_row(job.spec, status, **values)
