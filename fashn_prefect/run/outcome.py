@@ -20,8 +20,11 @@ from fashn_prefect.run import events
 from fashn_prefect.settings import FailureThreshold
 
 __all__ = [
+    "RESUBMIT_FLAG",
+    "RESUBMIT_SETTING",
     "FailureThreshold",
     "RunFailed",
+    "ambiguous_advice",
     "budget_refused",
     "judge_audit",
     "judge_backfill",
@@ -42,6 +45,27 @@ class RunFailed(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+RESUBMIT_SETTING = "re-run with resubmit_ambiguous=True"
+RESUBMIT_FLAG = "run the same command again with --resubmit-ambiguous"
+_SHOWN_KEYS = 20
+
+
+def ambiguous_advice(row_keys: list[str], how: str = RESUBMIT_SETTING) -> str:
+    """What to do about rows whose submission FASHN may or may not have received.
+
+    ``how`` says how to resubmit them: :data:`RESUBMIT_SETTING` (flows, events) or
+    :data:`RESUBMIT_FLAG` (the CLI).
+    """
+    shown = ", ".join(row_keys[:_SHOWN_KEYS])
+    if len(row_keys) > _SHOWN_KEYS:
+        shown += f" and {len(row_keys) - _SHOWN_KEYS} more"
+    return (
+        f"{len(row_keys)} rows ({shown}) were interrupted before FASHN's answer arrived: "
+        f"FASHN may or may not have their submission. To finish them, {how}; it submits "
+        "each once more, at most one extra charge per row"
+    )
 
 
 def counts_message(totals: dict[str, Any]) -> str:
@@ -72,6 +96,8 @@ def judge_run(
         message += f" (more than the {threshold} failed rows allowed)"
     elif bad:
         message += f" (within the {threshold} failed rows allowed)"
+    if totals.get("ambiguous_rows"):
+        message += ". " + ambiguous_advice(totals["ambiguous_rows"])
     summary["outcome"] = {"failed": failed, "message": message}
     events.run_finished(summary, account_id, failed)
     return summary
@@ -115,6 +141,8 @@ def judge_backfill(result: dict[str, Any], account_id: str | None = None) -> dic
     )
     if reasons:
         message += "; " + "; ".join(reasons)
+    if totals.get("ambiguous_rows"):
+        message += ". " + ambiguous_advice(totals["ambiguous_rows"])
     result["outcome"] = {"failed": bool(reasons), "message": message}
     return result
 

@@ -162,4 +162,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             r["credits_charged"] for r in rows if r.get("credits_source") == "estimate"
         ),
         "errors": dict(Counter(r["error_name"] for r in rows if r.get("error_name"))),
+        # Rows whose submission FASHN may or may not have received (see ambiguous_advice).
+        "ambiguous_rows": [
+            r["row_key"]
+            for r in rows
+            if r["status"] == "failed" and r.get("error_name") == "AmbiguousSubmission"
+        ],
     }
