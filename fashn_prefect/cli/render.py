@@ -122,8 +122,9 @@ def print_audit(report: Any) -> None:
     out.print(
         f"[bold]{report.charged}[/] credits charged over {report.rows} rows in "
         f"{report.tables} results tables ({report.estimated} estimated); balance moved "
-        f"{report.balance_movement} over {len(report.runs)} runs, {report.unexplained} "
-        "unexplained"
+        f"{report.balance_movement} over {len(report.runs)} runs, [bold]"
+        f"{report.unexplained:+d}[/] unexplained; {report.outside_usage:+d} used between "
+        "the runs (outside them)"
     )
     if report.rows_estimated or report.rows_charge_unknown:
         out.print(
@@ -150,5 +151,8 @@ def print_audit(report: Any) -> None:
         )
     if not report.anomalies:
         out.print("No anomalies.")
+    for gap in report.between_runs:
+        if not any(a.kind == "outside_usage" and a.detail == gap.detail for a in report.anomalies):
+            out.print(f"between runs: {gap.detail}", highlight=False, markup=False)
     for name, uri in report.files.items():
         out.print(f"{name}: {uri}")

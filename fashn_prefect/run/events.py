@@ -149,6 +149,7 @@ def audit_anomaly(report: Any) -> None:
         "output": report.output,
         "anomaly_counts": report.anomaly_counts(),
         "unexplained": report.unexplained,
+        "outside_usage": report.outside_usage,
         "charged": report.charged,
         "anomalies": [
             {"kind": a.kind, "row_key": a.row_key, "credits": a.credits, "detail": a.detail}

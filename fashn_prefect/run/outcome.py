@@ -148,17 +148,22 @@ def judge_backfill(result: dict[str, Any], account_id: str | None = None) -> dic
 
 
 def judge_audit(report: Any, fail_on_anomalies: bool = True) -> dict[str, Any]:
-    """Decide a credit audit's outcome from an AuditReport: anomalies or a balance movement
-    no charged row explains fail it (unless ``fail_on_anomalies`` is off); emit
-    ``fashn.audit.anomaly`` when there is something to look at. Returns the report dict."""
+    """Decide a credit audit's outcome from an AuditReport: anomalies (among them a run's
+    balance movement its rows do not explain) fail it unless ``fail_on_anomalies`` is off;
+    emit ``fashn.audit.anomaly`` when there is something to look at. Returns the report
+    dict."""
     data: dict[str, Any] = report.as_dict()
     counts = report.anomaly_counts()
-    found = bool(counts) or bool(report.unexplained)
+    found = bool(counts)
     message = (
         f"audit: {report.charged} credits charged over {report.rows} rows; "
         + (", ".join(f"{kind}: {n}" for kind, n in sorted(counts.items())) or "no anomalies")
-        + f"; {report.unexplained} credits of balance movement unexplained"
+        + f"; {report.unexplained:+d} credits of balance movement unexplained"
+        + f"; {report.outside_usage:+d} used between the runs"
     )
+    lost = [a.detail for a in report.anomalies if a.kind == "unexplained_balance"]
+    if lost:
+        message += ". " + lost[0] + (f" (and {len(lost) - 1} more runs)" if len(lost) > 1 else "")
     if found:
         events.audit_anomaly(report)
     data["outcome"] = {"failed": found and fail_on_anomalies, "message": message}
