@@ -36,7 +36,9 @@ from support import (
     scan_for_secret,
     session_processes,
 )
+from typer.testing import CliRunner
 
+from fashn_prefect.cli import app
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
 from fashn_prefect.store.fs import filesystem
 
@@ -288,3 +290,11 @@ def test_kill_during_a_held_post_then_finish_with_the_flag(tmp_path: Path, secre
         final = {r["row_key"]: r for r in latest_results(out)}
         assert final["held-row"]["status"] == "completed" and final["held-row"]["ambiguous"]
         assert len(emu.stats()["predictions"]) == 4  # exactly one more submission
+
+    # The audit is not fooled by the kill: the re-run booked the calm rows' charges, which
+    # the balance had lost before it started; nothing of a finished run is unexplained.
+    audit = CliRunner().invoke(app, ["audit", out, "--json", "--no-write"])
+    assert audit.exit_code == 0, audit.output
+    report = json.loads(audit.stdout)
+    assert report["anomalies"] == [] and report["unexplained"] == 0
+    assert [r["charged_before_run"] for r in report["runs"]] == [2, 0]
