@@ -283,8 +283,8 @@ RESULT_COLUMN_MEANINGS: dict[str, str] = {
     "pipeline's own (`AmbiguousSubmission`, `OutputMissing`, `OutputUnavailable`, "
     "`InvalidRow`, `canceled`, `time_out`...).",
     "error_message": "The error's message.",
-    "estimated_credits": "The catalogue's estimate for the row (0 for skipped and invalid rows, "
-    "and for models the catalogue does not know).",
+    "estimated_credits": "The model specs' estimate for the row (0 for skipped and invalid "
+    "rows, and for models the specs do not describe).",
     "credits_charged": "Credits the row's predictions were charged.",
     "credits_source": "`header` (the API's `x-fashn-credits-used`), `estimate` (no header: "
     "the estimate is booked) or `unknown` (no header, unknown model: booked as 0).",
@@ -292,6 +292,10 @@ RESULT_COLUMN_MEANINGS: dict[str, str] = {
     "output_uris": "Where the outputs are stored (under `images/`).",
     "submitted_at": "When the row's last prediction was submitted (UTC).",
     "completed_at": "When it was seen terminal (UTC).",
+    "interrupted_at": "When the row's latest interrupted submission was sent (UTC): the "
+    "connection dropped or the process died before FASHN's answer arrived, so that "
+    "prediction may exist and be charged. The credit audit ties unexplained balance "
+    "movement to these times.",
     "latency_s": "Seconds from submission to completion; a later run learns the API's "
     "latency from it.",
     "flow_run_id": "The Prefect flow run that wrote the row.",

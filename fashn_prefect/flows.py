@@ -115,6 +115,7 @@ async def credit_audit(
     since: str | None = None,
     budget: int | None = None,
     fail_on_anomalies: bool = True,
+    flag_outside_usage: bool = False,
     settings: FashnSettings | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -123,16 +124,25 @@ async def credit_audit(
     Aggregates charged and estimated credits by day, model, generation settings, run and
     metadata column; flags charged rows without stored outputs, rows charged twice, failed
     rows with a charge and spend above ``budget``; reconciles each run's ``/v1/credits``
-    balance movement. Writes Parquet and a PNG chart under ``{output}/audit/`` and
-    publishes the report as a Markdown artifact. Only ``settings.storage_options`` and
-    ``settings.storage_block`` apply. The flow run ends Failed when it finds anomalies or
-    balance movement no charged row explains, unless ``fail_on_anomalies`` is off; a
-    ``fashn.audit.anomaly`` event reports them either way.
+    balance movement: a run whose balance moved by more or less than its rows explain is an
+    ``unexplained_balance`` anomaly, tied to the submissions interrupted in it. Movement
+    between runs (usage outside them) is reported, and is an ``outside_usage`` anomaly only
+    with ``flag_outside_usage``. Writes Parquet and a PNG chart under ``{output}/audit/``
+    and publishes the report as a Markdown artifact. Only ``settings.storage_options`` and
+    ``settings.storage_block`` apply. The flow run ends Failed when it finds anomalies,
+    unless ``fail_on_anomalies`` is off; a ``fashn.audit.anomaly`` event reports them
+    either way.
     """
     s = FashnSettings.build(settings, **options)
     log = get_run_logger()
     storage = s.resolved_storage_options()
-    report = run_audit(output, since=since, budget=budget, storage_options=storage)
+    report = run_audit(
+        output,
+        since=since,
+        budget=budget,
+        storage_options=storage,
+        flag_outside_usage=flag_outside_usage,
+    )
     log.info(
         "Audit: %s credits charged over %s rows (%s estimated); %s anomalies",
         report.charged,

@@ -129,6 +129,59 @@ def test_slow_response_delays_after_creating(
     assert server.stats()["faults_injected"]["slow_response"] == 1
 
 
+def test_hold_run_answers_nothing_until_released(server: EmulatorServer) -> None:
+    """The prediction exists while its POST is held; the answer comes once the switch is off."""
+    server.set_faults(hold_run=True)
+    result: dict[str, Any] = {}
+
+    def submit() -> None:
+        with api_client(server) as client:
+            result["response"] = client.post("/v1/run", json=REMOVE)
+
+    worker = threading.Thread(target=submit)
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not server.stats()["faults_injected"]["hold_run"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert len(server.stats()["predictions"]) == 1
+    assert worker.is_alive(), "the POST should still be waiting for its answer"
+    server.set_faults(hold_run=False)
+    worker.join(timeout=5)
+    assert result["response"].status_code == 200
+    assert result["response"].json()["id"] == server.stats()["predictions"][0]["id"]
+
+
+def test_hold_run_marker_holds_until_the_client_goes_away(server: EmulatorServer) -> None:
+    marked = {"model_name": "edit", "inputs": {"image": IMG, "prompt": "emulator-fault:hold_run"}}
+    with (
+        httpx.Client(base_url=server.url, timeout=0.3, trust_env=False) as client,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        client.post("/v1/run", json=marked, headers={"Authorization": f"Bearer {server.api_key}"})
+    assert server.stats()["faults_injected"]["hold_run"] == 1
+    with api_client(server) as client:  # the same inputs again: answered at once
+        assert client.post("/v1/run", json=marked).status_code == 200
+    assert len(server.stats()["predictions"]) == 2
+
+
+def test_refund_credits_gives_credits_back_once(server: EmulatorServer) -> None:
+    def unspent() -> int:
+        """The balance plus every charge: only a refund moves it."""
+        stats = server.stats()
+        return int(stats["credits"]["total"] + stats["credits_charged"])
+
+    before = unspent()
+    server.set_faults(refund_credits=3)
+    with api_client(server) as client:
+        client.post("/v1/run", json=REMOVE)
+        assert unspent() == before + 3
+        assert client.get("/_emulator/faults").json()["refund_credits"] == 0
+        client.post("/v1/run", json=REMOVE)
+    assert unspent() == before + 3
+    assert server.stats()["faults_injected"]["refund_credits"] == 1
+
+
 def test_runtime_failures(server: EmulatorServer) -> None:
     server.set_faults(runtime_failures={"PipelineError": 1.0})
     with api_client(server) as client:

@@ -13,7 +13,7 @@ ambiguous and the run that charged it asked for resubmission.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ from _helpers import (
     specs_of,
     write_manifest,
 )
+from prefect.events.clients import AssertingPassthroughEventsClient
+from prefect.events.worker import EventsWorker
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorServer
@@ -77,6 +79,35 @@ def _rows(image: str) -> list[dict[str, Any]]:
     return rows
 
 
+@pytest.fixture
+async def events() -> AsyncIterator[type[AssertingPassthroughEventsClient]]:
+    """Every event the test's flows emit (recorded, and still sent to the test server)."""
+    EventsWorker.set_client_override(AssertingPassthroughEventsClient)
+    AssertingPassthroughEventsClient.reset()
+    try:
+        yield AssertingPassthroughEventsClient
+    finally:
+        await EventsWorker.drain_all()  # type: ignore[misc]
+        EventsWorker.set_client_override(None)
+
+
+def _failed_events(client: type[AssertingPassthroughEventsClient]) -> dict[str, dict[str, Any]]:
+    """The payloads of the ``fashn.prediction.failed`` events emitted so far, by row key."""
+    return {
+        str(e.payload["row_key"]): e.payload
+        for instance in client.all
+        for e in instance.events
+        if e.event == "fashn.prediction.failed"
+    }
+
+
+def _says_how_to_finish(message: str) -> None:
+    """A state message or event names both ambiguous rows, the setting and its risk."""
+    assert DROPPED in message and SLOW in message, message
+    assert "resubmit_ambiguous=True" in message, message
+    assert "at most one extra charge per row" in message, message
+
+
 async def _task_run_counts(flow_run_id: str) -> Counter[int]:
     """How many times each row's task run of the flow run was run (1 = no retry).
 
@@ -93,7 +124,7 @@ async def _task_run_counts(flow_run_id: str) -> Counter[int]:
 
 
 async def test_lost_answers_are_flagged_never_resent_until_asked(
-    emu: EmulatorServer, tmp_path: Path
+    emu: EmulatorServer, tmp_path: Path, events: type[AssertingPassthroughEventsClient]
 ) -> None:
     image = host_images(emu)[1][0]  # an URL, so the API sees the inputs the manifest has
     manifest = write_manifest(str(tmp_path / "catalog.csv"), _rows(image))
@@ -126,8 +157,19 @@ async def test_lost_answers_are_flagged_never_resent_until_asked(
 
     # Run 1: both faults really happened; each row has exactly one prediction.
     empty = emu.stats()
-    first = await summary_of(run_manifest(**options))
+    state = await run_manifest(**options, return_state=True)
+    first = await summary_of(state.aresult())
     stats = emu.stats()
+    # The state message and each row's event say how to finish the rows, in settings terms.
+    assert state.is_failed()
+    _says_how_to_finish(state.message or "")
+    await EventsWorker.drain_all()  # type: ignore[misc]
+    failed_events = _failed_events(events)
+    assert set(failed_events) == {DROPPED, SLOW}
+    for key, payload in failed_events.items():
+        assert payload["error_name"] == "AmbiguousSubmission"
+        assert key in payload["remedy"] and "resubmit_ambiguous=True" in payload["remedy"]
+        assert "at most one extra charge" in payload["remedy"]
     assert stats["faults_injected"]["drop_connection"] == 1
     assert stats["faults_injected"]["slow_response"] == 1
     per_input = predictions_per_input(stats)
@@ -142,17 +184,25 @@ async def test_lost_answers_are_flagged_never_resent_until_asked(
             True,
         ), row
         assert row["attempts"] == 1 and row["prediction_ids"] == [], row
+        # The interrupted attempt's time is kept (the audit ties charges to it).
+        assert row["interrupted_at"] == row["submitted_at"] is not None, row
+        assert failed_events[key]["interrupted_at"] == str(row["interrupted_at"])
+    interrupted = {key: rows[key]["interrupted_at"] for key in (DROPPED, SLOW)}
     for key in CALM:
         assert (rows[key]["status"], rows[key]["ambiguous"]) == ("completed", False)
     # No task was retried: every row's prediction task ran exactly once.
     assert await _task_run_counts(first["flow_run_id"]) == Counter({1: len(specs)})
     checked(first, empty, resubmit=False)
 
-    # Run 2 (plain re-run): nothing is submitted; the two rows are reported ambiguous again.
+    # Run 2 (plain re-run): nothing is submitted; the two rows are reported ambiguous again,
+    # with the time of the interrupted attempt and how to finish them.
     before = emu.stats()
     second = await summary_of(run_manifest(**options))
     assert predictions_per_input(emu.stats()) == per_input
+    _says_how_to_finish(second["outcome"]["message"])
+    assert second["totals"]["ambiguous_rows"] == [DROPPED, SLOW]
     rows = table(second)
+    assert {k: rows[k]["interrupted_at"] for k in interrupted} == interrupted
     for key in (DROPPED, SLOW):
         assert (rows[key]["status"], rows[key]["error_name"], rows[key]["ambiguous"]) == (
             "failed",
@@ -171,6 +221,9 @@ async def test_lost_answers_are_flagged_never_resent_until_asked(
     for key in (DROPPED, SLOW):
         assert (rows[key]["status"], rows[key]["ambiguous"]) == ("completed", True), rows[key]
         assert rows[key]["attempts"] == 2 and len(rows[key]["prediction_ids"]) == 1
+        assert rows[key]["interrupted_at"] == interrupted[key]
+    assert third["totals"]["ambiguous_rows"] == []
+    assert "resubmit_ambiguous" not in third["outcome"]["message"]
     checked(third, before, resubmit=True)
 
     # Run 4 (plain): every row is skipped; the two rows keep their ambiguous flag.

@@ -257,8 +257,11 @@ def backfill(
         "generation settings, run and metadata column (brand, catalog...), flags anomalies "
         "(charged rows without stored outputs, rows charged twice, failed rows with a "
         "charge, spend above --budget) and reconciles each run's /v1/credits balance "
-        "movement. Writes Parquet and a PNG chart under OUTPUT_ROOT/audit/. Exit codes: 0 "
-        "no anomaly, 1 anomalies found, 2 bad input.\n\n"
+        "movement: a run whose balance moved by more or less than its rows explain is an "
+        "anomaly (unexplained_balance), tied to the submissions interrupted in it. Movement "
+        "between runs is reported as usage outside these runs (an anomaly with "
+        "--flag-outside-usage). Writes Parquet and a PNG chart under OUTPUT_ROOT/audit/. "
+        "Exit codes: 0 no anomaly, 1 anomalies found, 2 bad input.\n\n"
         "Examples:\n\n"
         "  fashn-prefect audit s3://bucket/fashn --since 2026-11-01 --budget 20000\n\n"
         "  fashn-prefect audit ./out --json | jq .anomaly_counts"
@@ -273,6 +276,13 @@ def audit(
     write: Annotated[
         bool, typer.Option(help="Write the Parquet report and PNG chart under audit/.")
     ] = True,
+    flag_outside_usage: Annotated[
+        bool,
+        typer.Option(
+            help="Count credits spent between the runs (by other users of the account) "
+            "as an anomaly."
+        ),
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Audit credit spend."""
@@ -298,7 +308,13 @@ def audit(
                 "pass the --output root of earlier runs (the folder holding results/ and runs/)",
                 as_json=json_output,
             )
-        report = run_audit(output_root, since=since, budget=budget, write=write)
+        report = run_audit(
+            output_root,
+            since=since,
+            budget=budget,
+            write=write,
+            flag_outside_usage=flag_outside_usage,
+        )
     if json_output:
         print(json.dumps(report.as_dict(), default=str, indent=2))
     else:

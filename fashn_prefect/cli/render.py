@@ -40,6 +40,16 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
     out.print(table)
     for name, count in (totals.get("errors") or {}).items():
         out.print(f"  [red]{name}[/]: {count} rows")
+    _print_ambiguous(out, totals)
+
+
+def _print_ambiguous(out: Console, totals: dict[str, Any]) -> None:
+    """Name the rows whose submission's fate is unknown, and the flag that finishes them."""
+    from fashn_prefect.run.outcome import RESUBMIT_FLAG, ambiguous_advice
+
+    if totals.get("ambiguous_rows"):
+        advice = ambiguous_advice(totals["ambiguous_rows"], RESUBMIT_FLAG)
+        out.print(advice + ".", style="yellow", markup=False, highlight=False)
 
 
 def print_changes(result: dict[str, Any], as_json: bool) -> None:
@@ -96,9 +106,12 @@ def print_backfill(result: dict[str, Any], as_json: bool) -> None:
     if plan["budget"] is not None:
         table.add_row("budget", f"{plan['budget']} ({plan['spent_before']} spent before)")
         table.add_row("deferred by the budget", str(plan["deferred"]))
-    for key, value in (result.get("totals") or {}).items():
-        table.add_row(key.replace("_", " "), str(value))
+    totals = result.get("totals") or {}
+    for key, value in totals.items():
+        if key != "ambiguous_rows":
+            table.add_row(key.replace("_", " "), str(value))
     out.print(table)
+    _print_ambiguous(out, totals)
     if result.get("stopped_by_budget"):
         out.print(f"[yellow]Stopped before the budget:[/] {result['stopped_by_budget']}")
 
@@ -109,8 +122,9 @@ def print_audit(report: Any) -> None:
     out.print(
         f"[bold]{report.charged}[/] credits charged over {report.rows} rows in "
         f"{report.tables} results tables ({report.estimated} estimated); balance moved "
-        f"{report.balance_movement} over {len(report.runs)} runs, {report.unexplained} "
-        "unexplained"
+        f"{report.balance_movement} over {len(report.runs)} runs, [bold]"
+        f"{report.unexplained:+d}[/] unexplained; {report.outside_usage:+d} used between "
+        "the runs (outside them)"
     )
     if report.rows_estimated or report.rows_charge_unknown:
         out.print(
@@ -137,5 +151,8 @@ def print_audit(report: Any) -> None:
         )
     if not report.anomalies:
         out.print("No anomalies.")
+    for gap in report.between_runs:
+        if not any(a.kind == "outside_usage" and a.detail == gap.detail for a in report.anomalies):
+            out.print(f"between runs: {gap.detail}", highlight=False, markup=False)
     for name, uri in report.files.items():
         out.print(f"{name}: {uri}")

@@ -4,7 +4,8 @@ Documented choices for what the reference leaves [UNCONFIRMED]:
 
 * Order of checks on ``POST /v1/run``: auth (401) -> ``rate_limit_burst`` -> rate limit (429) ->
   body/JSON (400) -> input validation (400 in ``sync`` mode) -> concurrency (429) -> credits
-  (429 OutOfCredits) -> ``run_5xx`` fault -> prediction created -> drop / slow faults.
+  (429 OutOfCredits) -> ``run_5xx`` fault -> prediction created -> refund -> drop / hold /
+  slow faults.
 * Rate limits are sliding windows per API key counting only accepted requests. 429
   RateLimitExceeded carries ``Retry-After`` = REAL seconds until a slot frees, possibly
   fractional (e.g. ``0.412``) because windows are time-scaled; disable with
@@ -23,7 +24,9 @@ Documented choices for what the reference leaves [UNCONFIRMED]:
 * ``requests`` in stats counts every authenticated run/status/credits request (including the
   rejected ones); ``rejected`` counts every 4xx sent by name (including rate_limit_burst 429s).
 * ``slow_response`` applies to run, status and credits; ``drop_connection`` to run and status.
-  ``request_fault_marker`` aims either fault at the first ``POST /v1/run`` of given inputs.
+  ``hold_run`` holds a run answer (after creating the prediction) until the client goes away.
+  ``request_fault_marker`` aims any of them at the first ``POST /v1/run`` of given inputs.
+* ``refund_credits`` gives credits back on the next ``POST /v1/run`` that creates a prediction.
 * Status responses with a terminal status carry ``x-fashn-credits-used`` (0 when failed).
 * The real-API variants of :class:`~.config.FaultConfig` (``dict_outputs``, ``drop_outputs``,
   ``omit_retry_after``, ``zero_retry_after``, ``omit_credits_header``, ``forget_after``,
@@ -295,6 +298,16 @@ def _valid_webhook(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+async def _held(request: Request, emu: Emulator, until_disconnect: bool) -> bool:
+    """Hold a ``POST /v1/run`` answer (fault ``hold_run``) until the client goes away, or
+    (unless ``until_disconnect``) until the switch is turned off; True when it went away."""
+    while until_disconnect or emu.faults.config.hold_run:
+        if await request.is_disconnected():
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
 def build_routes(emu: Emulator) -> list[Route]:
     """All HTTP routes bound to one Emulator."""
 
@@ -361,10 +374,16 @@ def build_routes(emu: Emulator) -> list[Route]:
             invalid,
             image_problem,
         )
+        emu.state.refund(emu.faults.take_refund())
         forced = emu.faults.marker_request_fault(inputs, prediction.inputs_hash)
         if forced == "drop_connection" or emu.faults.roll("drop_connection"):
             request_drop(request)
             return Response(status_code=204)
+        if forced == "hold_run" or emu.faults.config.hold_run:
+            if forced is None:
+                emu.faults.counts["hold_run"] += 1
+            if await _held(request, emu, until_disconnect=forced is not None):
+                return Response(status_code=204)  # nobody is listening any more
         if forced == "slow_response" or emu.faults.roll("slow_response"):
             await asyncio.sleep(emu.faults.config.slow_seconds)
         return JSONResponse({"id": prediction.id, "error": None})

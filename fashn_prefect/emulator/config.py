@@ -28,9 +28,17 @@ class FaultConfig:
     failure_marker: str = "emulator-fail:"
     """Any string input containing ``<marker><ErrorName>`` makes the prediction fail with that error."""
     request_fault_marker: str = "emulator-fault:"
-    """Any string input containing ``<marker>drop_connection`` or ``<marker>slow_response``
-    makes the FIRST ``POST /v1/run`` with those inputs suffer that fault (after the prediction
+    """Any string input containing ``<marker>drop_connection``, ``<marker>slow_response`` or
+    ``<marker>hold_run`` makes the FIRST ``POST /v1/run`` with those inputs suffer that fault (after the prediction
     is created), as a transient network fault would; later requests are answered normally."""
+    hold_run: bool = False
+    """``POST /v1/run`` creates the prediction, then sends no answer while this is on, until
+    the client goes away: a submission in flight when the client process dies. A string
+    input containing ``<request_fault_marker>hold_run`` holds the first POST of those
+    inputs the same way (until the client goes away)."""
+    refund_credits: int = 0
+    """The next ``POST /v1/run`` that creates a prediction first gives this many credits back
+    to the account (a refund booked during a run); then the switch is back at 0."""
     rate_limit_burst: int = 0
     """The next N authenticated run/status/credits requests get 429 RateLimitExceeded."""
     cdn_gone: float = 0.0

@@ -15,6 +15,8 @@ REQUEST_FAULTS = (
     "status_5xx",
     "drop_connection",
     "slow_response",
+    "hold_run",
+    "refund_credits",
     "rate_limit_burst",
     "cdn_gone",
     "canceled",
@@ -88,7 +90,7 @@ class FaultInjector:
             elif name in ("failure_marker", "request_fault_marker"):
                 if not isinstance(value, str) or not value:
                     raise ValueError(f"{name} must be a non-empty string")
-            elif name in ("rate_limit_burst", "drop_outputs"):
+            elif name in ("rate_limit_burst", "drop_outputs", "refund_credits"):
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise ValueError(f"{name} must be a non-negative integer")
             elif isinstance(known[name].default, bool):
@@ -116,6 +118,13 @@ class FaultInjector:
         self.counts["rate_limit_burst"] += 1
         return True
 
+    def take_refund(self) -> int:
+        """Credits to give back now (the one-shot ``refund_credits``), counted; else 0."""
+        refund, self.config.refund_credits = self.config.refund_credits, 0
+        if refund:
+            self.counts["refund_credits"] += 1
+        return refund
+
     def marker_failure(self, inputs: Mapping[str, Any]) -> str | None:
         """Error name requested by a failure marker in any string input, else None."""
         pattern = re.compile(re.escape(self.config.failure_marker) + r"([A-Za-z0-9_]+)")
@@ -126,11 +135,12 @@ class FaultInjector:
         return None
 
     def marker_request_fault(self, inputs: Mapping[str, Any], key: str) -> str | None:
-        """``drop_connection`` or ``slow_response`` when a string input asks for it with the
-        request fault marker and no earlier request with the same ``key`` (inputs hash) was
-        hit; counts the fault. Otherwise None."""
+        """``drop_connection``, ``slow_response`` or ``hold_run`` when a string input asks for
+        it with the request fault marker and no earlier request with the same ``key`` (inputs
+        hash) was hit; counts the fault. Otherwise None."""
         pattern = re.compile(
-            re.escape(self.config.request_fault_marker) + r"(drop_connection|slow_response)"
+            re.escape(self.config.request_fault_marker)
+            + r"(drop_connection|slow_response|hold_run)"
         )
         for text in _strings(inputs):
             match = pattern.search(text)

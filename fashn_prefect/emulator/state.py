@@ -175,6 +175,10 @@ class EmulatorState:
         self.credits_charged += amount
         return amount
 
+    def refund(self, amount: int) -> None:
+        """Give ``amount`` credits back to the account (as on-demand credits)."""
+        self.on_demand += amount
+
     def credits_body(self) -> dict[str, int]:
         """The ``credits`` object of GET /v1/credits."""
         return {

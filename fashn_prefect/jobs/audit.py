@@ -8,8 +8,12 @@ run reports under ``{output}/runs/`` (with their ``/v1/credits`` snapshots), and
 * anomalies: credits paid for nothing (a prediction the API reported completed, and
   charged, without the outputs it was asked for: ``OutputMissing``), credits charged for a
   row whose outputs are not in storage, a row charged more than once for the same inputs,
-  a failed prediction with a charge, spend above a budget;
-* a reconciliation of each run's balance movement with the charges its results explain.
+  a failed prediction with a charge, spend above a budget, and a balance that moved
+  during a run by more (or less) than the run's rows explain;
+* a reconciliation of each run's balance movement with the charges its results explain,
+  tied to the submissions that were interrupted before FASHN's answer arrived (their
+  predictions may exist and be charged, with ids nobody knows); and the movement between
+  runs (usage outside these runs: an anomaly only with ``flag_outside_usage``).
 
 :func:`write_audit` stores the report as Parquet plus a PNG chart under ``{output}/audit/``.
 """
@@ -20,6 +24,7 @@ import io
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
+from itertools import pairwise
 from typing import Any
 
 import pyarrow as pa
@@ -42,7 +47,7 @@ class Anomaly:
     """One thing in the books that a person should look at."""
 
     kind: str  # paid_for_nothing | charged_without_output | duplicate_charge
-    # | failed_with_charge | over_budget
+    # | failed_with_charge | over_budget | unexplained_balance | outside_usage
     row_key: str | None
     credits: int
     detail: str
@@ -58,6 +63,28 @@ class RunBalance:
     movement: int | None
     charged: int
     unexplained: int | None
+    """``movement - charged``, less ``charged_before_run``: positive, credits spent that no
+    row of the run accounts for; negative, a refund or a charge not booked yet."""
+    charged_before_run: int = 0
+    """Of ``charged``: credits of predictions submitted before the run (resumed after an
+    interrupted run) that the balance had already lost when the run started."""
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+@dataclass
+class OutsideUsage:
+    """The balance movement between two consecutive runs: usage outside the audited runs."""
+
+    after_run: str
+    before_run: str
+    movement: int
+    """Credits the balance lost from the end of ``after_run`` to the start of ``before_run``
+    (negative: it grew, as when credits are bought)."""
+    charged_by_next_run: int
+    """Of ``movement``: what ``before_run`` books for predictions charged in between."""
+    unexplained: int
+    detail: str = ""
 
 
 @dataclass
@@ -82,6 +109,7 @@ class AuditReport:
     breakdown: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     anomalies: list[Anomaly] = field(default_factory=list)
     runs: list[RunBalance] = field(default_factory=list)
+    between_runs: list[OutsideUsage] = field(default_factory=list)
     spend: list[dict[str, Any]] = field(default_factory=list)
     """Charged credits per (day, model)."""
     files: dict[str, str] = field(default_factory=dict)
@@ -93,14 +121,20 @@ class AuditReport:
 
     @property
     def unexplained(self) -> int:
-        """Balance movement that no charged row accounts for (other usage of the account)."""
+        """Balance movement during the runs that no charged row accounts for (signed)."""
         return sum(r.unexplained or 0 for r in self.runs)
+
+    @property
+    def outside_usage(self) -> int:
+        """Balance movement between the runs that no run accounts for (signed)."""
+        return sum(g.unexplained for g in self.between_runs)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-dict form (JSON-serialisable)."""
         data = asdict(self)
         data["balance_movement"] = self.balance_movement
         data["unexplained"] = self.unexplained
+        data["outside_usage"] = self.outside_usage
         data["anomaly_counts"] = self.anomaly_counts()
         return data
 
@@ -123,7 +157,9 @@ class AuditReport:
             "rows are the specs' estimate (the API reported no charge); "
             f"{self.rows_charge_unknown} rows have an unknown charge",
             f"- balance movement over {len(self.runs)} runs: {self.balance_movement} "
-            f"(unexplained by the results: {self.unexplained})",
+            f"(unexplained by the results: **{self.unexplained:+d}**)",
+            "- balance movement between the runs that they do not explain (usage outside "
+            f"these runs): {self.outside_usage:+d}",
         ]
         if self.budget is not None:
             lines.append(f"- budget: {self.budget} ({self.charged} used)")
@@ -157,15 +193,33 @@ class AuditReport:
                 "",
                 "## Balance reconciliation",
                 "",
-                "| run | before | after | movement | charged | unexplained |",
-                "|---|---|---|---|---|---|",
+                "| run | before | after | movement | charged | charged before the run "
+                "| unexplained |",
+                "|---|---|---|---|---|---|---|",
             ]
             lines += [
                 f"| {r.run} | {r.balance_before} | {r.balance_after} | {r.movement} | "
-                f"{r.charged} | {r.unexplained} |"
+                f"{r.charged} | {r.charged_before_run} | {_signed(r.unexplained)} |"
                 for r in self.runs
             ]
+        if self.between_runs:
+            lines += [
+                "",
+                "## Between runs",
+                "",
+                "| after | before | movement | booked by the next run | outside usage | detail |",
+                "|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {g.after_run} | {g.before_run} | {g.movement} | {g.charged_by_next_run} | "
+                f"{g.unexplained:+d} | {g.detail} |"
+                for g in self.between_runs
+            ]
         return "\n".join(lines) + "\n"
+
+
+def _signed(value: int | None) -> str:
+    return "" if value is None else f"{value:+d}"
 
 
 def read_all_results(
@@ -194,9 +248,14 @@ def audit(
     budget: int | None = None,
     check_storage: bool = True,
     storage_options: dict[str, Any] | None = None,
+    flag_outside_usage: bool = False,
 ) -> AuditReport:
-    """Audit the credits spent by every run under ``output_url`` (optionally since a day)."""
-    return _audit(output_url, since, budget, check_storage, storage_options or {})[0]
+    """Audit the credits spent by every run under ``output_url`` (optionally since a day).
+
+    ``flag_outside_usage`` makes credits spent between the runs an anomaly too.
+    """
+    options = storage_options or {}
+    return _audit(output_url, since, budget, check_storage, options, flag_outside_usage)[0]
 
 
 def _audit(
@@ -205,6 +264,7 @@ def _audit(
     budget: int | None,
     check_storage: bool,
     options: dict[str, Any],
+    flag_outside_usage: bool = False,
 ) -> tuple[AuditReport, list[dict[str, Any]]]:
     since_day = date.fromisoformat(since) if isinstance(since, str) else since
     table, tables = read_all_results(output_url, options)
@@ -237,7 +297,8 @@ def _audit(
                 f"{report.charged} credits charged against a budget of {budget}",
             )
         )
-    report.runs = _reconcile(rows, output_url, options, since_day)
+    report.runs, report.between_runs = _reconcile(rows, output_url, options, since_day)
+    report.anomalies += _balance_anomalies(report, _interrupted(rows), flag_outside_usage)
     return report, rows
 
 
@@ -405,12 +466,16 @@ def _is_stored(fs: Any, uri: str, stored: set[str]) -> bool:
 
 def _reconcile(
     rows: list[dict[str, Any]], output_url: str, options: dict[str, Any], since: date | None
-) -> list[RunBalance]:
+) -> tuple[list[RunBalance], list[OutsideUsage]]:
+    """Each run's balance movement against its rows' charges, and the movement between."""
     charged_by_run: dict[str, int] = {}
+    resumed_by_run: dict[str, int] = {}
     for row in rows:
-        charged_by_run[row["run"]] = charged_by_run.get(row["run"], 0) + (
-            row["credits_charged"] or 0
-        )
+        credits = row["credits_charged"] or 0
+        charged_by_run[row["run"]] = charged_by_run.get(row["run"], 0) + credits
+        started, submitted = row.get("run_started_at"), row.get("submitted_at")
+        if credits and started and submitted and submitted < started and not row.get("ambiguous"):
+            resumed_by_run[row["run"]] = resumed_by_run.get(row["run"], 0) + credits
     balances: list[RunBalance] = []
     for report in read_run_reports(output_url, options):
         name = report.get("run_name") or "unknown"
@@ -420,9 +485,107 @@ def _reconcile(
         before, after = report.get("balance_before"), report.get("balance_after")
         movement = before - after if before is not None and after is not None else None
         charged = charged_by_run.get(name, 0)
-        unexplained = movement - charged if movement is not None else None
-        balances.append(RunBalance(name, before, after, movement, charged, unexplained))
-    return sorted(balances, key=lambda b: b.run)
+        early, unexplained = 0, None
+        if movement is not None:
+            # Predictions resumed from an interrupted run may have been charged before
+            # this run's opening balance: the movement between the runs holds them.
+            early = min(max(charged - movement, 0), resumed_by_run.get(name, 0))
+            unexplained = movement - charged + early
+        balance = RunBalance(name, before, after, movement, charged, unexplained, early)
+        balance.started_at, balance.finished_at = started or None, report.get("finished_at")
+        balances.append(balance)
+    balances.sort(key=lambda b: (b.started_at or "", b.run))
+    gaps: list[OutsideUsage] = []
+    for previous, following in pairwise(balances):
+        if previous.balance_after is None or following.balance_before is None:
+            continue
+        movement = previous.balance_after - following.balance_before
+        booked = following.charged_before_run
+        if movement or booked:
+            gaps.append(
+                OutsideUsage(previous.run, following.run, movement, booked, movement - booked)
+            )
+    return balances, gaps
+
+
+def _interrupted(rows: list[dict[str, Any]]) -> list[tuple[datetime, str]]:
+    """Every interrupted submission the results tables know of: (when it was sent, row key)."""
+    return sorted({(r["interrupted_at"], r["row_key"]) for r in rows if r.get("interrupted_at")})
+
+
+def _sent_between(
+    interrupted: list[tuple[datetime, str]], start: str | None, end: str | None
+) -> list[tuple[datetime, str]]:
+    """The interrupted submissions sent between two ISO times (an open end is unbounded)."""
+    low = datetime.fromisoformat(start) if start else None
+    high = datetime.fromisoformat(end) if end else None
+    return [
+        (at, key)
+        for at, key in interrupted
+        if (low is None or at >= low) and (high is None or at <= high)
+    ]
+
+
+def _describe(interrupted: list[tuple[datetime, str]], where: str) -> str:
+    """``"3 submissions in this run were interrupted ...: rows a (time), b (time) ..."``."""
+    if not interrupted:
+        return ""
+    shown = ", ".join(
+        f"{key} ({at.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')} UTC)"
+        for at, key in interrupted[:20]
+    )
+    more = f" and {len(interrupted) - 20} more" if len(interrupted) > 20 else ""
+    return (
+        f"{len(interrupted)} submissions {where} were interrupted before FASHN's answer "
+        f"arrived: rows {shown}{more}. FASHN may have created and charged them, and their "
+        "prediction ids are unknown"
+    )
+
+
+def _balance_anomalies(
+    report: AuditReport, interrupted: list[tuple[datetime, str]], flag_outside_usage: bool
+) -> list[Anomaly]:
+    """An anomaly per run whose balance moved by more or less than its rows explain (and,
+    with ``flag_outside_usage``, per interval between runs in which credits were spent),
+    tied to the submissions interrupted then. Also writes the between-run details."""
+    found: list[Anomaly] = []
+    for run in report.runs:
+        if not run.unexplained:
+            continue
+        if run.unexplained > 0:
+            sent = _sent_between(interrupted, run.started_at, run.finished_at)
+            cause = _describe(sent, "in this run") or (
+                "no submission of this run was interrupted: something else used the account"
+            )
+            detail = (
+                f"{run.unexplained} credits unexplained in run {run.run}: the balance moved "
+                f"{run.movement}, its rows charged {run.charged}; {cause}"
+            )
+        else:
+            detail = (
+                f"{run.unexplained:+d} credits unexplained in run {run.run}: the balance moved "
+                f"{run.movement}, {-run.unexplained} less than its rows charged "
+                f"({run.charged}): a refund, or a charge FASHN had not booked yet"
+            )
+        found.append(Anomaly("unexplained_balance", None, run.unexplained, detail))
+    runs = {run.run: run for run in report.runs}
+    for gap in report.between_runs:
+        after, before = runs[gap.after_run], runs[gap.before_run]
+        sent = _sent_between(interrupted, after.finished_at, before.started_at)
+        booked = (
+            f", {gap.charged_by_next_run} of it for predictions the second run resumed"
+            if gap.charged_by_next_run
+            else ""
+        )
+        cause = _describe(sent, "between them (in a run that did not finish)")
+        gap.detail = (
+            f"the balance moved {gap.movement} between runs {gap.after_run} and "
+            f"{gap.before_run}{booked}: {gap.unexplained:+d} credits of usage outside these "
+            "runs" + (f"; {cause}" if cause else "")
+        )
+        if flag_outside_usage and gap.unexplained > 0:
+            found.append(Anomaly("outside_usage", None, gap.unexplained, gap.detail))
+    return found
 
 
 def read_run_reports(
@@ -511,6 +674,22 @@ def write_audit(
                     ("movement", pa.int64()),
                     ("charged", pa.int64()),
                     ("unexplained", pa.int64()),
+                    ("charged_before_run", pa.int64()),
+                    ("started_at", pa.string()),
+                    ("finished_at", pa.string()),
+                ]
+            ),
+        ),
+        "between_runs": pa.Table.from_pylist(
+            [asdict(g) for g in report.between_runs],
+            schema=pa.schema(
+                [
+                    ("after_run", pa.string()),
+                    ("before_run", pa.string()),
+                    ("movement", pa.int64()),
+                    ("charged_by_next_run", pa.int64()),
+                    ("unexplained", pa.int64()),
+                    ("detail", pa.string()),
                 ]
             ),
         ),
@@ -522,7 +701,12 @@ def write_audit(
         atomic_write(fs, path, buffer.getvalue())
         files[part] = str(fs.unstrip_protocol(path))
     where = report.output + (f" since {report.since}" if report.since else "")
-    chart = spend_chart(points or [], f"FASHN credits charged: {where}")
+    unexplained = [
+        {"time": datetime.fromisoformat(r.finished_at), "credits": r.unexplained}
+        for r in report.runs
+        if r.unexplained and r.finished_at
+    ]
+    chart = spend_chart(points or [], f"FASHN credits charged: {where}", unexplained)
     path = join(folder, f"{name}-spend.png")
     atomic_write(fs, path, chart)
     files["chart"] = str(fs.unstrip_protocol(path))
@@ -537,10 +721,14 @@ def run_audit(
     budget: int | None = None,
     write: bool = True,
     storage_options: dict[str, Any] | None = None,
+    flag_outside_usage: bool = False,
 ) -> AuditReport:
-    """Audit ``output_url`` and (by default) store the report and chart under ``audit/``."""
+    """Audit ``output_url`` and (by default) store the report and chart under ``audit/``.
+
+    ``flag_outside_usage`` makes credits spent between the runs an anomaly too.
+    """
     options = storage_options or {}
-    report, rows = _audit(output_url, since, budget, True, options)
+    report, rows = _audit(output_url, since, budget, True, options, flag_outside_usage)
     if write:
         write_audit(report, output_url, options, points=chart_points(rows))
     return report
@@ -549,6 +737,7 @@ def run_audit(
 __all__ = [
     "Anomaly",
     "AuditReport",
+    "OutsideUsage",
     "RunBalance",
     "audit",
     "chart_points",

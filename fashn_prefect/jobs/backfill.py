@@ -330,10 +330,11 @@ async def run_backfill(
         plan.chunks, run_chunk, at_once=CHUNKS_AT_ONCE, admit=admit, finished=chunk_done
     )
     result["chunks"] = sorted(finished, key=lambda item: item["index"])
-    totals: dict[str, int] = {}
+    totals: dict[str, Any] = {"ambiguous_rows": []}
     for item in result["chunks"]:
         for key in ("completed", "failed", "skipped", "credits_charged"):
             totals[key] = totals.get(key, 0) + int((item["totals"] or {}).get(key, 0))
+        totals["ambiguous_rows"] += (item["totals"] or {}).get("ambiguous_rows") or []
     result["totals"] = totals
     result["stopped_by_budget"] = stopped or plan.budget_message
     return judge_backfill(result, account_of(request.credentials))

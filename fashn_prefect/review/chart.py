@@ -8,10 +8,19 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
+UNEXPLAINED_COLOR = "#d4007a"
+"""The colour of the unexplained balance movement (no model line uses it)."""
 
-def spend_chart(points: Iterable[Mapping[str, Any]], title: str) -> bytes:
+
+def spend_chart(
+    points: Iterable[Mapping[str, Any]],
+    title: str,
+    unexplained: Iterable[Mapping[str, Any]] = (),
+) -> bytes:
     """Render charges ``[{"time": datetime, "model_name": str, "credits": int}, ...]`` as a
     PNG of cumulative credits over time by model, plus the total; return the PNG bytes.
+    ``unexplained`` (``[{"time": datetime, "credits": int}, ...]``, signed: a run's balance
+    movement that its rows do not explain) is drawn as its own cumulative line.
 
     Cumulative step lines read the same for a ten-minute run and for a year of nightly
     runs: the slope is the spend rate, a jump is a big run. An empty input still yields a
@@ -36,6 +45,22 @@ def spend_chart(points: Iterable[Mapping[str, Any]], title: str) -> bytes:
         everything += series
         times, totals = _cumulative(series)
         axes.step(cast(Any, times), totals, where="post", label=f"{model} ({totals[-1]:g})")
+    lost = sorted(
+        (p["time"], float(p["credits"])) for p in unexplained if p.get("time") and p["credits"]
+    )
+    lowest = 0.0
+    if lost:
+        times, totals = _cumulative(lost)
+        lowest = min(totals)
+        axes.step(
+            cast(Any, times),
+            totals,
+            where="post",
+            color=UNEXPLAINED_COLOR,
+            linewidth=2.5,
+            marker="o",
+            label=f"unexplained balance movement ({totals[-1]:+g})",
+        )
     if everything:
         times, totals = _cumulative(sorted(everything))
         axes.step(
@@ -47,6 +72,7 @@ def spend_chart(points: Iterable[Mapping[str, Any]], title: str) -> bytes:
             linewidth=1.2,
             label=f"all models ({totals[-1]:g})",
         )
+    if everything or lost:
         locator = mdates.AutoDateLocator()
         axes.xaxis.set_major_locator(locator)
         axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
@@ -59,7 +85,7 @@ def spend_chart(points: Iterable[Mapping[str, Any]], title: str) -> bytes:
     axes.set_xlabel("time (UTC)")
     axes.set_ylabel("credits charged (cumulative)")
     axes.grid(alpha=0.3)
-    axes.set_ylim(bottom=0)
+    axes.set_ylim(bottom=min(0.0, lowest * 1.1))
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

@@ -1,7 +1,8 @@
 """Prefect events an automation can trigger on.
 
 * ``fashn.run.finished``: one per manifest run, with its counts, credits and efficiency;
-* ``fashn.prediction.failed``: one per failed row, with its row key and error;
+* ``fashn.prediction.failed``: one per failed row, with its row key and error (and, for a
+  row whose submission's fate is unknown, the ``remedy``: the setting that finishes it);
 * ``fashn.budget.exceeded``: a run refused, or a backfill stopped, by its credit budget;
 * ``fashn.audit.anomaly``: a credit audit found anomalies or an unexplained balance.
 
@@ -105,8 +106,14 @@ def prediction_failed(row: dict[str, Any], run_name: str | None, account_id: str
         "error_message": row.get("error_message"),
         "prediction_ids": list(ids),
         "credits_charged": row.get("credits_charged", 0),
+        "interrupted_at": str(row["interrupted_at"]) if row.get("interrupted_at") else None,
+        "remedy": None,
     }
     key = str(row.get("row_key"))
+    if row.get("error_name") == "AmbiguousSubmission":
+        from fashn_prefect.run.outcome import ambiguous_advice  # outcome imports this module
+
+        payload["remedy"] = ambiguous_advice([key])
     resource_id = f"fashn.prediction.{ids[-1]}" if ids else f"fashn.row.{run_name}.{key}"
     _emit(PREDICTION_FAILED, resource_id, key, payload, run_name, account_id)
 
@@ -142,6 +149,7 @@ def audit_anomaly(report: Any) -> None:
         "output": report.output,
         "anomaly_counts": report.anomaly_counts(),
         "unexplained": report.unexplained,
+        "outside_usage": report.outside_usage,
         "charged": report.charged,
         "anomalies": [
             {"kind": a.kind, "row_key": a.row_key, "credits": a.credits, "detail": a.detail}

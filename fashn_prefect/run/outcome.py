@@ -21,8 +21,11 @@ from fashn_prefect.run import events
 from fashn_prefect.settings import FailureThreshold
 
 __all__ = [
+    "RESUBMIT_FLAG",
+    "RESUBMIT_SETTING",
     "FailureThreshold",
     "RunFailed",
+    "ambiguous_advice",
     "budget_refused",
     "judge_audit",
     "judge_backfill",
@@ -31,6 +34,27 @@ __all__ = [
     "state_for",
     "summary_of",
 ]
+
+
+RESUBMIT_SETTING = "re-run with resubmit_ambiguous=True"
+RESUBMIT_FLAG = "run the same command again with --resubmit-ambiguous"
+_SHOWN_KEYS = 20
+
+
+def ambiguous_advice(row_keys: list[str], how: str = RESUBMIT_SETTING) -> str:
+    """What to do about rows whose submission FASHN may or may not have received.
+
+    ``how`` says how to resubmit them: :data:`RESUBMIT_SETTING` (flows, events) or
+    :data:`RESUBMIT_FLAG` (the CLI).
+    """
+    shown = ", ".join(row_keys[:_SHOWN_KEYS])
+    if len(row_keys) > _SHOWN_KEYS:
+        shown += f" and {len(row_keys) - _SHOWN_KEYS} more"
+    return (
+        f"{len(row_keys)} rows ({shown}) were interrupted before FASHN's answer arrived: "
+        f"FASHN may or may not have their submission. To finish them, {how}; it submits "
+        "each once more, at most one extra charge per row"
+    )
 
 
 def counts_message(totals: dict[str, Any]) -> str:
@@ -61,6 +85,8 @@ def judge_run(
         message += f" (more than the {threshold} failed rows allowed)"
     elif bad:
         message += f" (within the {threshold} failed rows allowed)"
+    if totals.get("ambiguous_rows"):
+        message += ". " + ambiguous_advice(totals["ambiguous_rows"])
     summary["outcome"] = {"failed": failed, "message": message}
     events.run_finished(summary, account_id, failed)
     return summary
@@ -104,22 +130,29 @@ def judge_backfill(result: dict[str, Any], account_id: str | None = None) -> dic
     )
     if reasons:
         message += "; " + "; ".join(reasons)
+    if totals.get("ambiguous_rows"):
+        message += ". " + ambiguous_advice(totals["ambiguous_rows"])
     result["outcome"] = {"failed": bool(reasons), "message": message}
     return result
 
 
 def judge_audit(report: Any, fail_on_anomalies: bool = True) -> dict[str, Any]:
-    """Decide a credit audit's outcome from an AuditReport: anomalies or a balance movement
-    no charged row explains fail it (unless ``fail_on_anomalies`` is off); emit
-    ``fashn.audit.anomaly`` when there is something to look at. Returns the report dict."""
+    """Decide a credit audit's outcome from an AuditReport: anomalies (among them a run's
+    balance movement its rows do not explain) fail it unless ``fail_on_anomalies`` is off;
+    emit ``fashn.audit.anomaly`` when there is something to look at. Returns the report
+    dict."""
     data: dict[str, Any] = report.as_dict()
     counts = report.anomaly_counts()
-    found = bool(counts) or bool(report.unexplained)
+    found = bool(counts)
     message = (
         f"audit: {report.charged} credits charged over {report.rows} rows; "
         + (", ".join(f"{kind}: {n}" for kind, n in sorted(counts.items())) or "no anomalies")
-        + f"; {report.unexplained} credits of balance movement unexplained"
+        + f"; {report.unexplained:+d} credits of balance movement unexplained"
+        + f"; {report.outside_usage:+d} used between the runs"
     )
+    lost = [a.detail for a in report.anomalies if a.kind == "unexplained_balance"]
+    if lost:
+        message += ". " + lost[0] + (f" (and {len(lost) - 1} more runs)" if len(lost) > 1 else "")
     if found:
         events.audit_anomaly(report)
     data["outcome"] = {"failed": found and fail_on_anomalies, "message": message}

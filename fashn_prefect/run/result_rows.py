@@ -13,7 +13,7 @@ from fashn_prefect.run.plan import PlannedRow
 from fashn_prefect.run.runtime import Runtime
 from fashn_prefect.run.submit import save_quietly
 from fashn_prefect.run.validate import RESERVED_COLUMNS, RowSpec, ValidationReport
-from fashn_prefect.run.write import result_row
+from fashn_prefect.run.write import interrupted_at, result_row
 
 __all__ = ["failed_row", "invalid_rows", "row_from_record", "settled_row"]
 
@@ -48,6 +48,7 @@ def row_from_record(row: PlannedRow, status: str, **extra: Any) -> dict[str, Any
         "output_uris": record.outputs if record else [],
         "submitted_at": first.submitted_at if first else None,
         "completed_at": last.completed_at if last else None,
+        "interrupted_at": interrupted_at(attempts),
     }
     values.update(extra)
     return result_row(row.spec, status, **values)

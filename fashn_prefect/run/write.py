@@ -17,6 +17,7 @@ from fashn_prefect.api import specs
 from fashn_prefect.run.inputs import shorten_data_uris
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.store.fs import atomic_write, join
+from fashn_prefect.store.ledger import Attempt
 from fashn_prefect.store.results import CORE_COLUMNS, SCHEMA, results_root
 
 
@@ -40,6 +41,7 @@ def result_row(
     output_uris: list[str] | None = None,
     submitted_at: str | datetime | None = None,
     completed_at: str | datetime | None = None,
+    interrupted_at: str | datetime | None = None,
 ) -> dict[str, Any]:
     """One results-table row for a manifest row."""
     known = spec.model_name in specs.MODELS  # an invalid row may name no known model
@@ -68,10 +70,18 @@ def result_row(
         "submitted_at": submitted,
         "completed_at": completed,
         "latency_s": latency,
+        "interrupted_at": _parse_time(interrupted_at),
     }
     for name, value in spec.metadata.items():
         row[name if name not in CORE_COLUMNS else f"meta_{name}"] = _text(value)
     return row
+
+
+def interrupted_at(attempts: list[Attempt]) -> str | None:
+    """When the latest submission whose answer never arrived was sent (an attempt left
+    ``ambiguous``, or at ``submitting`` by a killed process); None when there is none."""
+    interrupted = [a for a in attempts if a.status in ("ambiguous", "submitting")]
+    return interrupted[-1].submitted_at if interrupted else None
 
 
 def _text(value: Any) -> str | None:
@@ -152,4 +162,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             r["credits_charged"] for r in rows if r.get("credits_source") == "estimate"
         ),
         "errors": dict(Counter(r["error_name"] for r in rows if r.get("error_name"))),
+        # Rows whose submission FASHN may or may not have received (see ambiguous_advice).
+        "ambiguous_rows": [
+            r["row_key"]
+            for r in rows
+            if r["status"] == "failed" and r.get("error_name") == "AmbiguousSubmission"
+        ],
     }

@@ -40,6 +40,8 @@ SCHEMA = pa.schema(
         ("submitted_at", pa.timestamp("ms", tz="UTC")),
         ("completed_at", pa.timestamp("ms", tz="UTC")),
         ("latency_s", pa.float64()),
+        # When the row's latest interrupted submission was sent (its answer never came).
+        ("interrupted_at", pa.timestamp("ms", tz="UTC")),
         ("flow_run_id", pa.string()),
         ("run_started_at", pa.timestamp("ms", tz="UTC")),
     ]

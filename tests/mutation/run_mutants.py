@@ -230,7 +230,9 @@ MUTANTS = (
         RUNTIME,
         "self.polls: PollScheduler = poll_scheduler(account)",
         "self.polls: PollScheduler = PollScheduler()",
-        ("tests/test_pipeline_latency.py::test_tasks_mapped_in_a_users_flow_poll_like_the_manifest_flow",),
+        (
+            "tests/test_pipeline_latency.py::test_tasks_mapped_in_a_users_flow_poll_like_the_manifest_flow",
+        ),
     ),
     Mutant(
         "tasks-ignore-the-storage-block",

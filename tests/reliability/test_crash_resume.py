@@ -8,6 +8,7 @@ completion, then a run with ``--resubmit-ambiguous``; both must satisfy the inva
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -35,7 +36,9 @@ from support import (
     scan_for_secret,
     session_processes,
 )
+from typer.testing import CliRunner
 
+from fashn_prefect.cli import app
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
 from fashn_prefect.store.fs import filesystem
 
@@ -220,3 +223,78 @@ async def test_sigkill_at_random_moments_then_resume(
     ]
     assert after.statuses["failed"] == 0
     assert after.double_charged_unflagged == 0 and after.unreported_charges == 0
+
+
+def test_kill_during_a_held_post_then_finish_with_the_flag(tmp_path: Path, secret_key: str) -> None:
+    """SIGKILL lands while the emulator holds one row's ``POST /v1/run`` (the prediction
+    exists, its id never reached the client). The re-run names the row and
+    ``--resubmit-ambiguous``; running with that flag completes it."""
+    out = str(tmp_path / "out")
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    log = tmp_path / "cli.log"
+    with EmulatorServer(
+        EmulatorConfig(api_keys=(secret_key,), time_scale=TIME_SCALE, seed=29)
+    ) as emu:
+        image = host_images(emu, "held")[1][0]
+        rows = [
+            {"row_id": f"calm-{i}", "model_name": "edit", "image": image, "prompt": f"look {i}"}
+            for i in range(2)
+        ]
+        rows.append(
+            {
+                "row_id": "held-row",
+                "model_name": "edit",
+                "image": image,
+                "prompt": "emulator-fault:hold_run",
+            }
+        )
+        manifest = write_manifest(str(tmp_path / "manifest.csv"), rows)
+        env = cli_env(home, emu.url, secret_key)
+
+        def settled() -> bool:
+            """The held POST is in flight, and the other rows' ids are in the ledger."""
+            if not emu.stats()["faults_injected"]["hold_run"]:
+                return False
+            ledger = Path(out) / "ledger"
+            records = [json.loads(p.read_text()) for p in ledger.glob("calm-*.json")]
+            return len(records) == 2 and all(r["status"] != "submitting" for r in records)
+
+        proc = _start(manifest, out, env, log)
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and not settled():
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before the kill"
+        kill_session(proc, signal.SIGKILL)
+        assert len(emu.stats()["predictions"]) == 3  # the held row's prediction exists
+
+        rerun = subprocess.run(
+            [CLI, "run", manifest, "--output", out, "--time-scale", str(TIME_SCALE), "--quiet"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert rerun.returncode == 1, rerun.stdout + rerun.stderr
+        said = " ".join(rerun.stdout.split())  # rich wraps long lines
+        assert "held-row" in said and "--resubmit-ambiguous" in said, said
+        assert "at most one extra charge per row" in said, said
+        assert len(emu.stats()["predictions"]) == 3  # the re-run did not guess
+        status = {r["row_key"]: r for r in latest_results(out)}
+        assert status["held-row"]["error_name"] == "AmbiguousSubmission"
+        assert status["held-row"]["interrupted_at"] is not None
+
+        finish = _start(manifest, out, env, log, "--resubmit-ambiguous")
+        assert finish.wait(timeout=300) == 0, log.read_text()[-3000:]
+        final = {r["row_key"]: r for r in latest_results(out)}
+        assert final["held-row"]["status"] == "completed" and final["held-row"]["ambiguous"]
+        assert len(emu.stats()["predictions"]) == 4  # exactly one more submission
+
+    # The audit is not fooled by the kill: the re-run booked the calm rows' charges, which
+    # the balance had lost before it started; nothing of a finished run is unexplained.
+    audit = CliRunner().invoke(app, ["audit", out, "--json", "--no-write"])
+    assert audit.exit_code == 0, audit.output
+    report = json.loads(audit.stdout)
+    assert report["anomalies"] == [] and report["unexplained"] == 0
+    assert [r["charged_before_run"] for r in report["runs"]] == [2, 0]
