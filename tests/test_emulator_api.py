@@ -252,7 +252,7 @@ def test_stats_document(server: EmulatorServer) -> None:
 def test_in_flight_and_peak(fashn_emulator_factory: Callable[..., EmulatorServer]) -> None:
     # A slower clock than the other tests': three submissions must land before the first
     # prediction can finish, even on a busy machine (tryon-max runs for tens of emu s).
-    server = fashn_emulator_factory(api_keys=(KEY,), time_scale=0.1)
+    server = fashn_emulator_factory(api_keys=(KEY,), time_scale=0.1, status_limit=(10_000, 10.0))
     with api_client(server, KEY) as client:
         ids = [
             client.post(

@@ -45,7 +45,7 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 def _print_ambiguous(out: Console, totals: dict[str, Any]) -> None:
     """Name the rows whose submission's fate is unknown, and the flag that finishes them."""
-    from fashn_prefect.run.outcome import RESUBMIT_FLAG, ambiguous_advice
+    from fashn_prefect.run.advice import RESUBMIT_FLAG, ambiguous_advice
 
     if totals.get("ambiguous_rows"):
         advice = ambiguous_advice(totals["ambiguous_rows"], RESUBMIT_FLAG)

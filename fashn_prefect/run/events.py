@@ -21,6 +21,8 @@ from typing import Any
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
+from fashn_prefect.run.advice import ambiguous_advice
+
 RUN_FINISHED = "fashn.run.finished"
 PREDICTION_FAILED = "fashn.prediction.failed"
 BUDGET_EXCEEDED = "fashn.budget.exceeded"
@@ -111,8 +113,6 @@ def prediction_failed(row: dict[str, Any], run_name: str | None, account_id: str
     }
     key = str(row.get("row_key"))
     if row.get("error_name") == "AmbiguousSubmission":
-        from fashn_prefect.run.outcome import ambiguous_advice  # outcome imports this module
-
         payload["remedy"] = ambiguous_advice([key])
     resource_id = f"fashn.prediction.{ids[-1]}" if ids else f"fashn.row.{run_name}.{key}"
     _emit(PREDICTION_FAILED, resource_id, key, payload, run_name, account_id)

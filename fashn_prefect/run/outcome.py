@@ -18,14 +18,12 @@ from prefect.states import Completed, Failed
 
 from fashn_prefect.errors import RunFailed
 from fashn_prefect.run import events
+from fashn_prefect.run.advice import ambiguous_advice
 from fashn_prefect.settings import FailureThreshold
 
 __all__ = [
-    "RESUBMIT_FLAG",
-    "RESUBMIT_SETTING",
     "FailureThreshold",
     "RunFailed",
-    "ambiguous_advice",
     "budget_refused",
     "judge_audit",
     "judge_backfill",
@@ -34,27 +32,6 @@ __all__ = [
     "state_for",
     "summary_of",
 ]
-
-
-RESUBMIT_SETTING = "re-run with resubmit_ambiguous=True"
-RESUBMIT_FLAG = "run the same command again with --resubmit-ambiguous"
-_SHOWN_KEYS = 20
-
-
-def ambiguous_advice(row_keys: list[str], how: str = RESUBMIT_SETTING) -> str:
-    """What to do about rows whose submission FASHN may or may not have received.
-
-    ``how`` says how to resubmit them: :data:`RESUBMIT_SETTING` (flows, events) or
-    :data:`RESUBMIT_FLAG` (the CLI).
-    """
-    shown = ", ".join(row_keys[:_SHOWN_KEYS])
-    if len(row_keys) > _SHOWN_KEYS:
-        shown += f" and {len(row_keys) - _SHOWN_KEYS} more"
-    return (
-        f"{len(row_keys)} rows ({shown}) were interrupted before FASHN's answer arrived: "
-        f"FASHN may or may not have their submission. To finish them, {how}; it submits "
-        "each once more, at most one extra charge per row"
-    )
 
 
 def counts_message(totals: dict[str, Any]) -> str:
