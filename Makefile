@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint typecheck test mutation demo emulator bench reliability lock clean
+.PHONY: install lint typecheck unit test mutation demo emulator bench reliability lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,17 @@ lint: install
 typecheck: install
 	$(BIN)/mypy fashn_prefect flows
 
+# The inner loop: the tests that start no server and sleep for nothing (marked `unit`;
+# tests/conftest.py fails one that tries). About 10 s.
+unit: install
+	$(BIN)/python -m pytest -q -m unit
+
+# Every test but the reliability suite's slow scenarios, on TEST_WORKERS pytest-xdist
+# workers: the suite mostly waits on servers, so 4 workers keep 2 cores busy. A test file
+# runs on one worker (--dist loadfile), which starts its own Prefect test server.
+TEST_WORKERS ?= 4
 test: lint typecheck
-	$(BIN)/python -m pytest -q -m "not reliability"
+	$(BIN)/python -m pytest -q -m "not reliability" -n $(TEST_WORKERS) --dist loadfile
 
 # The reliability suite (tests/reliability): fault injection, SIGKILL + resume, S3 outages,
 # hostile input, path safety, secrets, a 2,000-row endurance run. Prints a scenarios x
@@ -40,10 +49,11 @@ mutation: install
 demo: install
 	$(BIN)/fashn-prefect demo
 
-# Benchmarks (each prints a Markdown table); all tables are also kept in
-# benchmarks/results/latest.md (gitignored). About 18 minutes on 2 cores before shared_limits.py and latency.py were added (not yet timed whole).
+# Benchmarks: each prints its Markdown tables and writes them into its page's data,
+# docs/performance/<name>.md (the "latest run" section, with the command and commit), which
+# the docs site's performance page includes. Compare with earlier code with --baseline REV
+# (benchmarks/latency.py, benchmarks/shared_limits.py).
 bench: install
-	@mkdir -p benchmarks/results
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/planning.py
@@ -51,11 +61,6 @@ bench: install
 	$(BIN)/python benchmarks/shared_limits.py
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/raised_limits.py
-	cat benchmarks/results/throughput.md benchmarks/results/overhead.md \
-		benchmarks/results/planning.md benchmarks/results/launch_order.md \
-		benchmarks/results/shared_limits.md benchmarks/results/latency.md \
-		benchmarks/results/raised_limits.md > benchmarks/results/latest.md
-	@echo "Tables saved to benchmarks/results/latest.md"
 
 emulator: install
 	$(BIN)/fashn-prefect emulator --port 8765

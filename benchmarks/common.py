@@ -28,7 +28,6 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent
-RESULTS = ROOT / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # The FASHN defaults (emulated seconds).
@@ -389,13 +388,48 @@ def fmt(value: object) -> str:
     return str(value)
 
 
+PERFORMANCE_DOCS = ROOT.parent / "docs" / "performance"
+"""The performance pages' data: ``make bench`` writes each benchmark's tables here."""
+_START, _END = "<!-- latest-run:start -->", "<!-- latest-run:end -->"
+
+
 def emit(name: str, tables: Sequence[Table]) -> str:
-    """Print the tables and keep a copy in ``benchmarks/results/<name>.md``."""
+    """Print the tables and write them into ``docs/performance/<name>.md``.
+
+    They replace the page's "latest run" section (between its markers, added at the end
+    when missing), headed by the command and the commit that produced them; the rest of
+    the page (how to read the tables, earlier runs) is kept. Figures change when a
+    benchmark runs, never by hand.
+    """
     text = "\n".join(t.markdown() for t in tables)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.md").write_text(text)
     print(text, flush=True)
+    command = " ".join(["python", f"benchmarks/{name}.py", *sys.argv[1:]])
+    section = (
+        f"{_START}\n## Latest run\n\nWritten by `{command}` at commit {_commit()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n{text}\n{_END}"
+    )
+    page = PERFORMANCE_DOCS / f"{name}.md"
+    old = page.read_text() if page.exists() else ""
+    if _START in old and _END in old:
+        new = old[: old.index(_START)] + section + old[old.index(_END) + len(_END) :]
+    else:
+        new = f"{old.rstrip()}\n\n{section}\n" if old else f"{section}\n"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(new)
     return text
+
+
+def _commit() -> str:
+    """``abc1234`` (and "with uncommitted changes" when the checkout has any)."""
+    git = ["git", "-C", str(ROOT.parent)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"`{head}`" + (" with uncommitted changes" if dirty.stdout.strip() else "")
 
 
 def machine() -> str:

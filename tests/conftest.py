@@ -1,6 +1,8 @@
 """Shared fixtures: a Prefect test server, S3 on a local moto server, and output helpers.
 
-None of them is autouse: a test asks for what it needs.
+None of them is autouse: a test asks for what it needs. Tests marked ``unit`` (the inner
+loop, ``make unit``) are held to their promise instead: they may not start a server nor
+sleep, and fail at once if they try.
 
 * ``prefect_harness`` (session): a temporary Prefect API server and database
   (``prefect_test_harness``); ``PREFECT_API_URL`` points at it while it runs. The one
@@ -26,6 +28,30 @@ _AWS_ENV = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_server_and_sleep_for_nothing(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``unit`` test that listens on a socket or sleeps in real time fails at once."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+    import socket
+    import time
+
+    def no_server(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a unit test may not start a server (mark it otherwise)")
+
+    real_sleep = time.sleep
+
+    def no_sleep(seconds: float) -> None:
+        if seconds > 0.05:
+            raise AssertionError(f"a unit test may not sleep ({seconds} s)")
+        real_sleep(seconds)
+
+    monkeypatch.setattr(socket.socket, "listen", no_server)
+    monkeypatch.setattr(time, "sleep", no_sleep)
 
 
 @pytest.fixture(scope="session")

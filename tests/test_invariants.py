@@ -16,6 +16,8 @@ from _helpers import check_invariants
 from fashn_prefect.emulator.state import inputs_hash
 from fashn_prefect.run.validate import RowSpec
 
+pytestmark = pytest.mark.unit
+
 INPUTS = {"image": "https://example.com/a.png", "prompt": "p"}
 SPEC = RowSpec(1, "row-1", "edit", INPUTS, {}, "h", 1)
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import fashn_prefect
+
+pytestmark = pytest.mark.unit
 
 PACKAGE = Path(fashn_prefect.__file__).parent
 

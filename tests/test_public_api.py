@@ -20,6 +20,8 @@ import fashn_prefect
 from fashn_prefect.errors import FashnError
 from fashn_prefect.settings import FashnSettings
 
+pytestmark = pytest.mark.unit
+
 PUBLIC = {
     "fashn_prefect": {
         "APIError",

@@ -55,29 +55,29 @@ RUNTIME = "fashn_prefect/run/runtime.py"
 TASKS = "fashn_prefect/tasks.py"
 ACCOUNT = "fashn_prefect/scheduler/account.py"
 OVERLAP = "fashn_prefect/jobs/overlap.py"
-T_LIMITS = ("tests/test_limits.py",)
-T_PLAN = ("tests/test_plan.py",)
-T_CLIENT = ("tests/test_client_mock.py",)
-T_EDGES = ("tests/test_pipeline_edges.py",)
+T_LIMITS = ("tests/scheduler/test_account.py",)
+T_PLAN = ("tests/run/test_plan.py",)
+T_CLIENT = ("tests/api/test_client_mock.py",)
+T_EDGES = ("tests/scenarios/test_edges.py",)
 T_RUN_RATE = (
-    "tests/test_pipeline_limits.py::test_one_run_keeps_its_submissions_within_a_tight_run_limit",
+    "tests/scenarios/test_limits.py::test_one_run_keeps_its_submissions_within_a_tight_run_limit",
 )
 T_STATUS_RATE = (
-    "tests/test_pipeline_limits.py::test_one_run_keeps_its_status_calls_within_a_tight_status_limit",
+    "tests/scenarios/test_limits.py::test_one_run_keeps_its_status_calls_within_a_tight_status_limit",
 )
 T_BUSY = (
-    "tests/test_shared_limits.py::test_a_busy_server_is_asked_again_until_it_grants_the_slot",
+    "tests/scheduler/test_leases.py::test_a_busy_server_is_asked_again_until_it_grants_the_slot",
 )
 T_HANDOFF = (
-    "tests/test_shared_limits.py::"
+    "tests/scheduler/test_leases.py::"
     "test_a_freed_slot_goes_to_the_next_prediction_here_until_another_process_waits",
 )
 T_ONE_ASKER = (
-    "tests/test_shared_limits.py::test_blocked_takes_of_one_process_ask_the_server_one_at_a_time",
+    "tests/scheduler/test_leases.py::test_blocked_takes_of_one_process_ask_the_server_one_at_a_time",
 )
-T_OVERLAP = ("tests/test_overlap.py",)
+T_OVERLAP = ("tests/jobs/test_overlap.py",)
 T_INTENT = (
-    "tests/test_storage_timeouts.py::test_a_row_whose_intent_cannot_be_recorded_is_never_submitted",
+    "tests/store/test_storage_timeouts.py::test_a_row_whose_intent_cannot_be_recorded_is_never_submitted",
 )
 
 MUTANTS = (
@@ -173,7 +173,7 @@ MUTANTS = (
         SUBMIT,
         'attempt.status = record.status = "ambiguous"',
         'attempt.status = record.status = "failed"',
-        (*T_EDGES, "tests/test_pipeline_ambiguous.py"),
+        (*T_EDGES, "tests/scenarios/test_ambiguous.py"),
     ),
     Mutant(
         "poll-skips-the-status-limiter",
@@ -187,7 +187,7 @@ MUTANTS = (
         "fashn_prefect/scheduler/polls.py",
         "target = last + min(max(step, body_step / 2), body_step)",
         "target = last + body_step / 2",
-        ("tests/test_pipeline_latency.py", "tests/test_polls.py"),
+        ("tests/scenarios/test_latency.py", "tests/scheduler/test_polls.py"),
     ),
     Mutant(
         "predict-notfound-is-a-plain-failure",
@@ -231,7 +231,7 @@ MUTANTS = (
         "self.polls: PollScheduler = poll_scheduler(account)",
         "self.polls: PollScheduler = PollScheduler()",
         (
-            "tests/test_pipeline_latency.py::test_tasks_mapped_in_a_users_flow_poll_like_the_manifest_flow",
+            "tests/scenarios/test_latency.py::test_tasks_mapped_in_a_users_flow_poll_like_the_manifest_flow",
         ),
     ),
     Mutant(
@@ -239,7 +239,7 @@ MUTANTS = (
         TASKS,
         "open_runtime(creds, s, output, s.resolved_storage_options())",
         "open_runtime(creds, s, output, s.storage_options)",
-        ("tests/test_storage_blocks.py",),
+        ("tests/store/test_storage_blocks.py",),
     ),
     # -- client: which failures are retried
     Mutant(

@@ -83,7 +83,7 @@ async def test_budget_stops_submissions_and_chunks_are_subflows(
         assert sorted(r.name for r in chunks) == [
             f"backfill-chunk-000{i}-of-0004" for i in (1, 2, 3, 4)
         ]
-        # Chunks overlap (the next runs while the last one drains; tests/test_overlap.py),
+        # Chunks overlap (the next runs while the last one drains; tests/jobs/test_overlap.py),
         # never more than two at once, and together never beyond the limits.
         spans = [(r.start_time, r.end_time) for r in chunks]
         assert all(start is not None and end is not None for start, end in spans), spans

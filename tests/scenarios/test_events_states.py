@@ -34,7 +34,7 @@ from fashn_prefect.run.outcome import RunFailed
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAILING_ROWS = 10  # the "10 or more predictions failed in an hour" automation's threshold
 
 

@@ -127,7 +127,12 @@ def test_runtime_validation_mode_fails_prediction(
     assert final.headers["x-fashn-credits-used"] == "0"
 
 
-def test_state_progression_in_order(server: EmulatorServer) -> None:
+def test_state_progression_in_order(
+    fashn_emulator_factory: Callable[..., EmulatorServer],
+) -> None:
+    # Real time (the clock hardly moves while the test runs, however busy the machine);
+    # the test moves it on by a second between polls, so every phase is seen.
+    server = fashn_emulator_factory(api_keys=(KEY,), time_scale=1.0)
     order = ["starting", "in_queue", "processing", "completed"]
     with api_client(server, KEY) as client:
         run = client.post(
@@ -149,7 +154,7 @@ def test_state_progression_in_order(server: EmulatorServer) -> None:
                 assert response.json()["output"] is None
             if not seen or seen[-1] != status:
                 seen.append(status)
-            time.sleep(0.004)  # stay under 50 status calls per (time-scaled) 10 s
+            server.advance_clock(1.0)  # also keeps the calls under 50 per 10 emulated s
     assert [order.index(s) for s in seen] == sorted(order.index(s) for s in seen)
     assert seen[0] == "starting" and seen[-1] == "completed"
     assert "processing" in seen

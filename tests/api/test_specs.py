@@ -19,6 +19,8 @@ from fashn_prefect.api.specs import (
 )
 from fashn_prefect.errors import UnknownModel
 
+pytestmark = pytest.mark.unit
+
 URL = "https://cdn.example.com/a.jpg"
 DATA = "data:image/jpeg;base64,/9j/4AAQSkZJRg=="
 

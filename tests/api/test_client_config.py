@@ -15,6 +15,8 @@ from fashn_prefect.api.retry import backoff_delay, parse_retry_after, retry_dela
 from fashn_prefect.environment import DEFAULT_BASE_URL
 from fashn_prefect.errors import ConfigurationError, OutputUnavailable
 
+pytestmark = pytest.mark.unit
+
 KEY = "fa-config-secret-KEY-42"
 
 

@@ -21,6 +21,8 @@ from fashn_prefect.scheduler.latency import (
 from fashn_prefect.scheduler.polls import FIRST_QUANTILE, PollScheduler, PredictionPolls
 from fashn_prefect.scheduler.rates import RateLimit
 
+pytestmark = pytest.mark.unit
+
 KEY = ("tryon-v1.6", 12.0, 17.0)
 
 

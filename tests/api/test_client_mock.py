@@ -32,6 +32,8 @@ from fashn_prefect.errors import (
     RateLimitExceeded,
 )
 
+pytestmark = pytest.mark.unit
+
 KEY = "fa-mock-secret-KEY-0123456789"
 BASE = "https://api.fashn.test"
 

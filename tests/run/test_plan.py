@@ -19,6 +19,8 @@ from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.run.write import result_row, results_table, write_results
 from fashn_prefect.store.ledger import Attempt, Ledger, RowRecord
 
+pytestmark = pytest.mark.unit
+
 MODEL = "tryon-v1.6"
 
 

@@ -59,7 +59,7 @@ def _tryon(row_id: str, images: dict[str, Any], **changes: Any) -> dict[str, Any
 
 def _cli(*args: str) -> Any:
     # Strict about models: by default a model the catalogue does not know runs as a
-    # pass-through (tests/test_pipeline_api_variants.py); here it is a bad row.
+    # pass-through (tests/scenarios/test_api_variants.py); here it is a bad row.
     command = ["run", *args, "--time-scale", str(TIME_SCALE), "--quiet"]
     return CliRunner().invoke(app, [*command, "--no-allow-unknown-models"])
 

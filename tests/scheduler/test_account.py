@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from fashn_prefect.scheduler.account import AccountScheduler
 from fashn_prefect.scheduler.rates import ApiLimits, RateLimit
 
+pytestmark = pytest.mark.unit
+
 T = TypeVar("T")
 LIMITS = ApiLimits(6, RateLimit(50, 60.0), RateLimit(50, 10.0))
 
