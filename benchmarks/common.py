@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -403,7 +404,7 @@ def emit(name: str, tables: Sequence[Table]) -> str:
     """
     text = "\n".join(t.markdown() for t in tables)
     print(text, flush=True)
-    command = " ".join(["python", f"benchmarks/{name}.py", *sys.argv[1:]])
+    command = shlex.join(["python", f"benchmarks/{name}.py", *sys.argv[1:]])
     section = (
         f"{_START}\n## Latest run\n\nWritten by `{command}` at commit {_commit()}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n{text}\n{_END}"
