@@ -229,6 +229,13 @@ class Emulator:
         )
         if webhook_url:
             prediction.webhook = {"url": webhook_url, "attempts": 0, "delivered": False}
+            switches = self.faults.config
+            prediction.webhook_faults = {
+                "dropped": self.faults.roll("webhook_drop"),
+                "copies": 2 if self.faults.roll("webhook_duplicate") else 1,
+                "delay": float(switches.webhook_delay),
+                "fail_attempts": int(switches.webhook_fail_attempts),
+            }
         state.add(prediction)
         assert self.client is not None, "emulator app is not running (lifespan not started)"
         task = asyncio.get_running_loop().create_task(

@@ -67,6 +67,8 @@ class Prediction:
     seen_terminal_at: float | None = None
     """When a status answer first reported the end (how long the client took to notice)."""
     webhook: dict[str, Any] | None = None
+    webhook_faults: dict[str, Any] = field(default_factory=dict)
+    """The webhook fault switches drawn for this prediction (see ``deliver_webhook``)."""
     cdn_gone: dict[int, bool] = field(default_factory=dict)
 
     @property
