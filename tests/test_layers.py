@@ -21,6 +21,7 @@ LAYERS = [
     "api",
     "store",
     "scheduler",
+    "webhooks",
     "settings",
     "credentials",
     "review",

@@ -388,6 +388,7 @@ def build_routes(emu: Emulator) -> list[Route]:
         switches = emu.faults.config
         if prediction is None or _forgotten(prediction, now, switches.forget_after):
             return emu.reject(404, "NotFound", "Prediction not found")
+        prediction.status_calls += 1
         body = envelope(prediction, str(request.base_url), now, emu.config.base64_ttl)
         headers = {}
         if body["status"] not in ACTIVE_STATUSES:

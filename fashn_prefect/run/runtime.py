@@ -7,7 +7,9 @@ row runs through the same code whichever way it came in. The row task closes ove
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +28,7 @@ from fashn_prefect.scheduler.rates import ApiLimits
 from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.fs import DEFAULT_STORAGE_TIMEOUT, atomic_write, bounded, filesystem, join
 from fashn_prefect.store.ledger import Ledger, RowRecord, utc_now
+from fashn_prefect.webhooks.receiver import Receiver, close_receiver, open_receiver
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
     from fashn_prefect.run.plan import PlannedRow
 
 IMAGES_DIR = "images"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,8 +76,11 @@ class Runtime:
         account: AccountScheduler,
         flow_run_id: str | None = None,
         observer: RunObserver | None = None,
+        webhook: Receiver | None = None,
     ) -> None:
         self.config = config
+        self.webhook = webhook
+        """Where this run's predictions report their end (None: polling only)."""
         self.client = client
         self.account = account
         self.polls: PollScheduler = poll_scheduler(account)
@@ -174,5 +182,35 @@ async def open_runtime(
         storage_options,
         settings.storage_timeout,
     )
-    async with credentials.get_client(**client_options(settings, limits)) as client:
-        yield Runtime(config, client, account, flow_run_id, observer)
+    async with (
+        credentials.get_client(**client_options(settings, limits)) as client,
+        webhook_receiver(credentials.account_id, settings) as webhook,
+    ):
+        yield Runtime(config, client, account, flow_run_id, observer, webhook)
+
+
+@asynccontextmanager
+async def webhook_receiver(
+    account_id: str, settings: FashnSettings
+) -> AsyncIterator[Receiver | None]:
+    """The process's webhook receiver for the account while the block runs, or None
+    (no ``webhook_listen``, or it could not start: the run then polls, as without it)."""
+    listen = settings.webhook_listen
+    if listen is None:
+        yield None
+        return
+    try:
+        receiver = await asyncio.to_thread(open_receiver, account_id, listen, settings.webhook_url)
+    except OSError as exc:
+        logger.warning(
+            "No webhook receiver on %s (%s: %s); predictions are polled instead",
+            listen,
+            type(exc).__name__,
+            exc,
+        )
+        yield None
+        return
+    try:
+        yield receiver
+    finally:
+        await asyncio.to_thread(close_receiver, account_id, listen)

@@ -40,6 +40,8 @@ SCHEMA = pa.schema(
         ("submitted_at", pa.timestamp("ms", tz="UTC")),
         ("completed_at", pa.timestamp("ms", tz="UTC")),
         ("latency_s", pa.float64()),
+        ("completion_seen_by", pa.string()),
+        ("detection_delay_s", pa.float64()),
         ("flow_run_id", pa.string()),
         ("run_started_at", pa.timestamp("ms", tz="UTC")),
     ]
