@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python benchmarks/shared_limits.py
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/raised_limits.py
+	$(BIN)/python benchmarks/webhooks.py
 	cat benchmarks/results/throughput.md benchmarks/results/overhead.md \
 		benchmarks/results/planning.md benchmarks/results/launch_order.md \
 		benchmarks/results/shared_limits.md benchmarks/results/latency.md \
