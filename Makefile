@@ -55,7 +55,8 @@ bench: install
 	cat benchmarks/results/throughput.md benchmarks/results/overhead.md \
 		benchmarks/results/planning.md benchmarks/results/launch_order.md \
 		benchmarks/results/shared_limits.md benchmarks/results/latency.md \
-		benchmarks/results/raised_limits.md > benchmarks/results/latest.md
+		benchmarks/results/raised_limits.md benchmarks/results/webhooks.md \
+		> benchmarks/results/latest.md
 	@echo "Tables saved to benchmarks/results/latest.md"
 
 emulator: install
