@@ -31,9 +31,9 @@ from fashn_prefect.webhooks.registry import Waiter
 
 logger = logging.getLogger(__name__)
 
-OVERDUE_FACTOR = 1.5
-OVERDUE_GRACE = 1.0
-"""A webhook is overdue at 1.5 x the learned 95th percentile latency + 1 s (emulated)."""
+OVERDUE_FACTOR = 1.25
+OVERDUE_GRACE = 0.5
+"""A webhook is overdue at 1.25 x the learned 95th percentile latency + 0.5 s (emulated)."""
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def settled(server: EmulatorServer, count: int, timeout: float = 20.0) -> list[d
 
 
 def test_dropped_and_duplicated_deliveries(sink: Sink) -> None:
-    server = emulator(time_scale=0.01, seed=5)
+    server = emulator(time_scale=0.01, seed=5, max_in_flight=50)
     try:
         server.set_faults(webhook_drop=0.3, webhook_duplicate=0.4)
         ids = submit_many(server, sink.url, 20)
