@@ -102,16 +102,26 @@ def test_a_delivery_before_the_id_is_known_is_held_for_its_waiter() -> None:
 def test_duplicate_deliveries_wake_once() -> None:
     deliveries = Deliveries()
 
-    async def scenario() -> tuple[float | None, float | None]:
+    async def scenario() -> list[float | None]:
+        woken = []
         with deliveries.waiting("dup") as waiter:
+            deliveries.deliver("dup")  # before the wait
             deliveries.deliver("dup")
-            deliveries.deliver("dup")
-            first = await waiter.wait(time.monotonic() + 30)
-            second = await waiter.wait(time.monotonic())
-            return first, second
+            woken.append(await waiter.wait(time.monotonic() + 30))
+            woken.append(await waiter.wait(time.monotonic()))
 
-    first, second = asyncio.run(scenario())
+            async def twice() -> None:  # while it waits
+                await asyncio.sleep(0.01)
+                deliveries.deliver("dup")
+                deliveries.deliver("dup")
+
+            first, _ = await asyncio.gather(waiter.wait(time.monotonic() + 30), twice())
+            woken += [first, await waiter.wait(time.monotonic())]
+        return woken
+
+    first, second, third, fourth = asyncio.run(scenario())
     assert first is not None and second is None
+    assert third is not None and fourth is None
 
 
 def test_one_receiver_per_process_account_and_address() -> None:
