@@ -8,6 +8,7 @@ calls per prediction and webhook attempts) and the results table are.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -204,3 +205,23 @@ async def test_a_delivery_that_beats_the_post_answer_is_held_not_lost(tmp_path: 
     assert row["status"] == "completed" and prediction["webhook"]["delivered"]
     assert row["completion_seen_by"] == "webhook"
     assert prediction["status_calls"] == 1
+
+
+async def test_a_receiver_that_cannot_start_leaves_the_run_polling(tmp_path: Path) -> None:
+    scale = 0.02
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    server = emulator(time_scale=scale, seed=27)
+    try:
+        rows = tryon_rows(4, *host_images(server))
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        summary = await run(tmp_path, server, rows, time_scale=scale, webhook_listen=listen)
+        stats = server.stats()
+    finally:
+        server.stop()
+        taken.close()
+    table = results(summary["results"])
+    assert {r["status"] for r in table} == {"completed"}
+    assert {r["completion_seen_by"] for r in table} == {"poll"}
+    assert all(p["webhook"] is None for p in stats["predictions"]), "no webhook was asked for"
