@@ -118,8 +118,15 @@ class FashnSettings(BaseModel):
     )
     webhook_url: str | None = Field(
         None,
-        description="Public base URL FASHN calls for webhooks (a proxy, ingress or tunnel in "
-        "front of webhook_listen); default http://HOST:PORT of webhook_listen.",
+        description="Public base URL FASHN calls for webhooks: a proxy, ingress or tunnel in "
+        "front of webhook_listen (default http://HOST:PORT), or, without webhook_listen, "
+        "the webhook relay (ends then arrive as Prefect events).",
+    )
+    webhook_secret_block: str | None = Field(
+        None,
+        description="Relay mode (webhook_url without webhook_listen): name of a Prefect "
+        "Secret block with the secret shared with the relay (default: "
+        "FASHN_PREFECT_WEBHOOK_SECRET).",
     )
     # Behaviour flags.
     skip_invalid: bool = Field(False, description="Run valid rows; report invalid ones.")

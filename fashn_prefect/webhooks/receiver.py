@@ -18,6 +18,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -26,14 +27,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from fashn_prefect.webhooks.registry import Deliveries
+from fashn_prefect.webhooks.registry import Deliveries, Endpoint
 from fashn_prefect.webhooks.token import process_token, token_matches
 
 __all__ = [
     "MAX_BODY",
+    "Deliver",
     "Receiver",
     "callback_url",
     "close_receiver",
+    "local_delivery",
     "open_receiver",
     "parse_listen",
     "receiver_app",
@@ -69,8 +72,22 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def receiver_app(token: str, deliveries: Deliveries, max_body: int = MAX_BODY) -> Starlette:
-    """The ASGI app that checks each delivery and hands its prediction id to ``deliveries``."""
+Deliver = Callable[[str, str], Awaitable[bool]]
+"""Called with a checked delivery's prediction id and (untrusted) status; True when the
+id is known. An exception answers 503, so FASHN retries."""
+
+
+def local_delivery(deliveries: Deliveries) -> Deliver:
+    """Hand each delivery's id to ``deliveries`` in this process."""
+
+    async def deliver(prediction_id: str, status: str) -> bool:
+        return deliveries.deliver(prediction_id)
+
+    return deliver
+
+
+def receiver_app(token: str, deliver: Deliver, max_body: int = MAX_BODY) -> Starlette:
+    """The ASGI app that checks each delivery and hands its prediction id to ``deliver``."""
 
     async def receive(request: Request) -> JSONResponse:
         if not token_matches(request.query_params.get("token"), token):
@@ -90,7 +107,12 @@ def receiver_app(token: str, deliveries: Deliveries, max_body: int = MAX_BODY) -
         prediction_id = envelope.get("id") if isinstance(envelope, dict) else None
         if not isinstance(prediction_id, str) or not 0 < len(prediction_id) <= MAX_ID:
             return _error(400, "not a status envelope")
-        known = deliveries.deliver(prediction_id)
+        status = envelope.get("status")
+        try:
+            known = await deliver(prediction_id, status if isinstance(status, str) else "")
+        except Exception as exc:
+            logger.warning("Webhook delivery not passed on: %s", type(exc).__name__)
+            return _error(503, "not passed on; retry later")
         return JSONResponse({"ok": True, "known": known})
 
     return Starlette(routes=[Route("/{path:path}", receive, methods=["POST"])])
@@ -123,6 +145,11 @@ class Receiver:
         """The URL FASHN is given, with the token (a secret: never log it)."""
         return callback_url(self.base_url, self.token)
 
+    @property
+    def endpoint(self) -> Endpoint:
+        """This receiver as a run's webhook endpoint."""
+        return Endpoint(self.url, self.deliveries)
+
     def start(self) -> Receiver:
         """Bind and serve on a daemon thread; returns once it accepts connections."""
         import uvicorn
@@ -137,7 +164,7 @@ class Receiver:
             raise
         self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
-            receiver_app(self.token, self.deliveries),
+            receiver_app(self.token, local_delivery(self.deliveries)),
             log_config=None,
             log_level="warning",
             access_log=False,  # the request line holds the token

@@ -15,8 +15,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 
-__all__ = ["HOLD_SECONDS", "MAX_HELD", "Deliveries", "Waiter"]
+__all__ = ["HOLD_SECONDS", "MAX_HELD", "Deliveries", "Endpoint", "Waiter"]
 
 HOLD_SECONDS = 120.0
 """How long a delivery for an unknown prediction id is kept for a late ``expect``."""
@@ -135,3 +136,12 @@ class Deliveries:
             if now - oldest <= self.hold_seconds:
                 return
             self._held.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a run's predictions report their end: the ``url`` FASHN is given (with its
+    secret token: never log it) and the ``deliveries`` its calls arrive in."""
+
+    url: str
+    deliveries: Deliveries

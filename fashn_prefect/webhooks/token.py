@@ -26,9 +26,10 @@ def process_token() -> str:
         return _PROCESS_TOKEN[0]
 
 
-def derived_token(secret: str, account_id: str) -> str:
-    """The token for ``account_id`` derived from a shared ``secret`` (HMAC-SHA256)."""
-    digest = hmac.new(secret.encode(), f"fashn-webhook:{account_id}".encode(), hashlib.sha256)
+def derived_token(secret: str, scope: str = "relay") -> str:
+    """The token for ``scope`` derived from a shared ``secret`` (HMAC-SHA256), so the
+    secret itself never travels in a URL."""
+    digest = hmac.new(secret.encode(), f"fashn-webhook:{scope}".encode(), hashlib.sha256)
     return digest.hexdigest()
 
 

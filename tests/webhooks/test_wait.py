@@ -15,7 +15,7 @@ from fashn_prefect.run.runtime import RunConfig, Runtime
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.scheduler.account import AccountScheduler
 from fashn_prefect.scheduler.rates import ApiLimits
-from fashn_prefect.webhooks.receiver import Receiver
+from fashn_prefect.webhooks.registry import Deliveries, Endpoint
 
 SPEC = RowSpec(1, "row-1", "tryon-v1.6", {"mode": "quality"}, {}, "h", 1)
 
@@ -36,9 +36,11 @@ class FakeClient:
 
 def runtime(client: FakeClient, scale: float, webhook: bool = True) -> Runtime:
     account = AccountScheduler(ApiLimits().scaled(scale))
-    receiver = Receiver("127.0.0.1", 0, "t") if webhook else None  # never started
+    endpoint = (
+        Endpoint("http://127.0.0.1:9/fashn-webhook?token=t", Deliveries()) if webhook else None
+    )
     config = RunConfig(output=None, time_scale=scale)
-    return Runtime(config, client, account, webhook=receiver)  # type: ignore[arg-type]
+    return Runtime(config, client, account, webhook=endpoint)  # type: ignore[arg-type]
 
 
 async def deliver_soon(rt: Runtime, prediction_id: str, times: int = 1) -> None:
