@@ -131,3 +131,29 @@ async def test_relay_down_then_up_loses_nothing(
     retried = [p for p in stats["predictions"] if p["webhook"]["attempts"] > 1]
     assert retried, "some deliveries failed while the relay was down"
     assert {r["completion_seen_by"] for r in table} <= {"webhook", "poll"}
+
+
+def test_the_relay_answers_503_while_prefect_is_down(server: PrefectServer) -> None:
+    port = free_port()
+    down = f"http://127.0.0.1:{free_port()}/api"
+    proc = server.spawn(
+        [FASHN_PREFECT, "webhook-relay", "--listen", f"127.0.0.1:{port}"],
+        f"relay-{port}.log",
+        FASHN_PREFECT_WEBHOOK_SECRET=SECRET,
+        PREFECT_API_URL=down,
+        PREFECT_CLIENT_MAX_RETRIES="0",
+    )
+    url = callback_url(f"http://127.0.0.1:{port}", derived_token(SECRET))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.post(url, json={"id": "p-1", "status": "completed"}, timeout=30)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, server.log_tail(f"relay-{port}.log")
+                assert time.monotonic() < deadline, "the relay did not start"
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+    assert answer.status_code == 503, "FASHN must retry: Prefect does not have the event"
