@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -61,11 +61,15 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def callback_url(base: str, token: str) -> str:
-    """The URL FASHN is given: ``base`` + the receiver's path + the secret token.
+    """The URL FASHN is given: ``base`` (plus :data:`PATH` when it has no path of its
+    own, e.g. a Prefect Cloud webhook's) and the secret token as its query.
 
-    It is a credential: never log it (log :func:`base` of it at most).
+    It is a credential: never log it.
     """
-    return f"{base.rstrip('/')}{PATH}?token={quote(token, safe='')}"
+    url = base.rstrip("/")
+    if not urlsplit(url).path:
+        url += PATH
+    return f"{url}?token={quote(token, safe='')}"
 
 
 def _error(status: int, message: str) -> JSONResponse:

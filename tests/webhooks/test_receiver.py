@@ -153,4 +153,8 @@ def test_tokens_and_settings() -> None:
         with pytest.raises(ValueError):
             FashnSettings(**bad)
     url = Receiver("0.0.0.0", 8080, TOKEN, "https://hooks.example.com/base/").url
-    assert url == f"https://hooks.example.com/base/fashn-webhook?token={TOKEN}"
+    assert url == f"https://hooks.example.com/base?token={TOKEN}"
+    assert (
+        callback_url("http://127.0.0.1:8/", TOKEN)
+        == f"http://127.0.0.1:8/fashn-webhook?token={TOKEN}"
+    )
