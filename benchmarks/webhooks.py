@@ -13,7 +13,9 @@ FASHN limits, time-compressed), one after the other in this session:
 Workloads: 48 try-on jobs of about 8 s (tryon-v1.6 performance x 1.25, plus the
 emulator's queue time), and the latency-drift workload (quality try-ons documented at
 12-17 s that really take about 5-7 s). The relay through a Prefect server's event stream is
-not measured yet (not built).
+measured as separate ``fashn-prefect run`` processes
+against a real ``prefect server start`` (one run, and two runs sharing the account), with
+learned polling for comparison.
 
 Efficiency is against ``common.zero_delay_replay``: the same jobs with their real
 durations, on 6 slots and the run window, each seen finished the moment it finishes.
@@ -23,14 +25,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
+import secrets
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,11 +51,13 @@ from common import (
     emit,
     load_note,
     log,
+    proc_cpu,
     upload_images,
     write_manifest_csv,
     zero_delay_replay,
 )
 from latency import seen_delays, tryon_jobs
+from shared_limits import BIN, PrefectServer, free_port, report_ends
 from throughput import warm_up
 
 
@@ -141,6 +151,121 @@ def run_once(workload: Workload, path: str, n: int, scale: float) -> Outcome:
     return Outcome(workload.name, path, wall, stats, rows, cpu)
 
 
+RELAY_PATHS: dict[str, tuple[int, bool]] = {
+    # name: (runs sharing the account, through the relay)
+    "relay (1 run)": (1, True),
+    "learned polling, 2 shared runs": (2, False),
+    "relay, 2 shared runs": (2, True),
+}
+
+
+@contextlib.contextmanager
+def relay_service(server: PrefectServer, secret: str) -> Iterator[str]:
+    """``fashn-prefect webhook-relay`` on a free loopback port; yields its public URL."""
+    port = free_port()
+    log_file = (server.home / "relay.log").open("wb")
+    proc = subprocess.Popen(
+        [str(BIN / "fashn-prefect"), "webhook-relay", "--listen", f"127.0.0.1:{port}"],
+        env=server.env(FASHN_PREFECT_WEBHOOK_SECRET=secret),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            httpx.post(url, json={}, timeout=2)
+            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the relay did not start: see relay.log")
+        time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def run_cli_processes(
+    server: PrefectServer,
+    emulator: EmulatorProcess,
+    tmp: Path,
+    name: str,
+    parts: list[list[Job]],
+    scale: float,
+    extra: list[str],
+    secret: str,
+) -> tuple[float, list[dict[str, Any]]]:
+    """One ``fashn-prefect run`` process per part, at once, shared limits on; (the last
+    run's end (monotonic), every results row)."""
+    import pyarrow.parquet as pq
+
+    procs = []
+    for i, jobs in enumerate(parts):
+        manifest = tmp / f"{name}-{i}.csv"
+        write_manifest_csv(manifest, jobs)
+        output = tmp / f"{name}-{i}"
+        args = [str(BIN / "fashn-prefect"), "run", str(manifest), "--output", str(output)]
+        args += ["--time-scale", str(scale), "--quiet", "--shared-limits", "--no-check-balance"]
+        env = server.env(
+            FASHN_API_KEY=emulator.api_key,
+            FASHN_BASE_URL=emulator.url,
+            FASHN_PREFECT_WEBHOOK_SECRET=secret,
+        )
+        log_file = (tmp / f"{name}-{i}.log").open("wb")
+        procs.append(
+            (subprocess.Popen([*args, *extra], env=env, stdout=log_file, stderr=log_file), output)
+        )
+    ends: list[float] = []
+    rows: list[dict[str, Any]] = []
+    for proc, output in procs:
+        if proc.wait(timeout=1800) not in (0, 1):
+            raise RuntimeError(f"run failed: see {output}.log")
+        ends += report_ends(output)
+        for table in sorted((output / "results").glob("*.parquet")):
+            rows += pq.read_table(table).to_pylist()
+    return max(ends), rows
+
+
+def relay_outcomes(workloads: list[Workload], n: int, scale: float) -> list[Outcome]:
+    """Every workload through a real ``prefect server start`` (SQLite) on the relay paths."""
+    from fashn_prefect.scheduler.polls import forget_learned_latency
+
+    outcomes = []
+    secret = secrets.token_urlsafe(24)
+    with tempfile.TemporaryDirectory(prefix="fashn-bench-relay-") as tmp_name:
+        tmp = Path(tmp_name)
+        with PrefectServer(tmp) as server, relay_service(server, secret) as relay_url:
+            assert server.proc is not None
+            for workload in workloads:
+                for path, (runs, relay) in RELAY_PATHS.items():
+                    forget_learned_latency()
+                    log(f"{workload.name} / {path}: {n} jobs")
+                    config = {
+                        "time_scale": scale,
+                        "seed": 3,
+                        "latency_multiplier": workload.multiplier,
+                    }
+                    with EmulatorProcess(**config) as emulator:
+                        jobs = tryon_jobs(n, upload_images(emulator), workload.mode)
+                        parts = [jobs[i::runs] for i in range(runs)]
+                        extra = ["--webhook-url", relay_url] if relay else []
+                        pids = [server.proc.pid, *descendants(server.proc.pid)]
+                        cpu0 = sum(proc_cpu(p) for p in pids)
+                        t0 = time.monotonic()
+                        name = f"{len(outcomes)}"
+                        end, rows = run_cli_processes(
+                            server, emulator, tmp, name, parts, scale, extra, secret
+                        )
+                        cpu = sum(proc_cpu(p) for p in pids) - cpu0
+                        stats = emulator.stats()
+                    log(f"{workload.name} / {path}: {end - t0:.1f} s wall")
+                    label = f"{path} (prefect server start)"
+                    outcomes.append(Outcome(workload.name, label, end - t0, stats, rows, cpu))
+    return outcomes
+
+
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
@@ -202,10 +327,13 @@ def table(outcomes: list[Outcome], scale: float, n: int) -> Table:
         "detection delay = from the emulator's completed_at to the first status answer that "
         "reported the end (seen_terminal_at): in webhook mode, the confirming call.",
         "status calls / job: every GET /v1/status the emulator served, over the jobs.",
-        "Prefect server CPU / row: CPU of this process's children (the temporary Prefect "
-        "server of prefect_test_harness) during the run, over the rows.",
-        "Not measured: the relay through a real `prefect server start` and two runs "
-        "sharing an account (the relay is not built yet).",
+        "Prefect server CPU / row: CPU of the Prefect server during the run, over the rows: "
+        "for the in-process paths the temporary server of prefect_test_harness, for the "
+        "`(prefect server start)` paths a default (SQLite) `prefect server start` with its "
+        "children. The relay runs as `fashn-prefect webhook-relay` against that server; "
+        "its runs are `fashn-prefect run` processes with --shared-limits (one with 48 "
+        "jobs, or two at once with 24 each) and their makespan is from their start to the "
+        "last results table written.",
         "Same session, one run after another, on a shared machine (2 cores, other work "
         "running): compare the rows of one workload with each other.",
     ]
@@ -219,6 +347,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-scale", type=float, default=0.1)
     parser.add_argument("--workloads", default="", help="comma-separated name prefixes")
     parser.add_argument("--paths", default="", help="comma-separated name prefixes")
+    parser.add_argument(
+        "--relay-paths", default="", help="comma-separated name prefixes ('none': skip them)"
+    )
     args = parser.parse_args(argv)
     load = os.getloadavg()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -242,6 +373,12 @@ def main(argv: list[str] | None = None) -> None:
             for path in paths:
                 outcomes.append(run_once(workload, path, args.rows, args.time_scale))
     home.cleanup()
+    relay_paths = chosen(list(RELAY_PATHS), args.relay_paths)
+    if relay_paths:
+        for name in list(RELAY_PATHS):
+            if name not in relay_paths:
+                del RELAY_PATHS[name]
+        outcomes += relay_outcomes(workloads, args.rows, args.time_scale)
     result = table(outcomes, args.time_scale, args.rows)
     result.notes.append(load_note(load))
     emit("webhooks", [result])
