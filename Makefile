@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python benchmarks/shared_limits.py
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/raised_limits.py
+	$(BIN)/python benchmarks/webhooks.py
 
 emulator: install
 	$(BIN)/fashn-prefect emulator --port 8765

@@ -298,6 +298,11 @@ RESULT_COLUMN_MEANINGS: dict[str, str] = {
     "movement to these times.",
     "latency_s": "Seconds from submission to completion; a later run learns the API's "
     "latency from it.",
+    "completion_seen_by": "How the run learned that the prediction ended: `webhook` (a "
+    "delivery, confirmed by one status call) or `poll`.",
+    "detection_delay_s": "Real seconds from the prediction's end to the run seeing it: for a "
+    "webhook, from the delivery to the confirming answer; for a poll, an estimate (half the "
+    "time since the last answer that showed it running).",
     "flow_run_id": "The Prefect flow run that wrote the row.",
     "run_started_at": "When that run started (UTC).",
 }

@@ -8,6 +8,7 @@ Layers, bottom to top (imports only point down):
 - ``store``: fsspec helpers, the ledger, results tables and run reports.
 - ``scheduler``: the account's limits (in-flight slots, run and status rate windows) and
   when to poll.
+- ``webhooks``: the local webhook receiver, its secret token and the per-process waiters.
 - ``settings``: ``FashnSettings``, every option of a run, declared once.
 - ``credentials``: the ``FashnCredentials`` Prefect block.
 - ``review``: the HTML gallery, thumbnails and the audit chart.

@@ -17,6 +17,7 @@ __all__ = [
     "FASHN_BASE_URL",
     "FASHN_PREFECT_DEBUG",
     "FASHN_PREFECT_MODELS",
+    "FASHN_PREFECT_WEBHOOK_SECRET",
     "VARIABLES",
     "EnvironmentVariable",
 ]
@@ -66,11 +67,19 @@ FASHN_PREFECT_DEBUG = EnvironmentVariable(
     None,
     "Set to 1 to make the fashn-prefect command print tracebacks and debug logs.",
 )
+FASHN_PREFECT_WEBHOOK_SECRET = EnvironmentVariable(
+    "FASHN_PREFECT_WEBHOOK_SECRET",
+    None,
+    "The secret the webhook relay and the runs that read its events share (the webhook "
+    "URL's token is derived from it); a Secret block named by webhook_secret_block wins.",
+    secret=True,
+)
 
 VARIABLES: tuple[EnvironmentVariable, ...] = (
     FASHN_API_KEY,
     FASHN_BASE_URL,
     FASHN_PREFECT_MODELS,
     FASHN_PREFECT_DEBUG,
+    FASHN_PREFECT_WEBHOOK_SECRET,
 )
 """Every variable above, in the order the reference lists them."""

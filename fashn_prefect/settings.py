@@ -13,10 +13,12 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fashn_prefect.scheduler.rates import ApiLimits, RateLimit
+from fashn_prefect.webhooks.receiver import parse_listen
 
 __all__ = ["FailureThreshold", "FashnSettings"]
 
@@ -108,6 +110,24 @@ class FashnSettings(BaseModel):
         description="Failed rows a run tolerates before it ends Failed: a count (5) or a "
         "percentage (2%).",
     )
+    # Webhooks (docs/how-to/webhooks.md): learn of ends at once instead of by polling.
+    webhook_listen: str | None = Field(
+        None,
+        description="HOST:PORT of a webhook receiver started in the run's process (port 0: "
+        "any free port); predictions then end on FASHN's call, with polling as the safety net.",
+    )
+    webhook_url: str | None = Field(
+        None,
+        description="Public base URL FASHN calls for webhooks: a proxy, ingress or tunnel in "
+        "front of webhook_listen (default http://HOST:PORT), or, without webhook_listen, "
+        "the webhook relay (ends then arrive as Prefect events).",
+    )
+    webhook_secret_block: str | None = Field(
+        None,
+        description="Relay mode (webhook_url without webhook_listen): name of a Prefect "
+        "Secret block with the secret shared with the relay (default: "
+        "FASHN_PREFECT_WEBHOOK_SECRET).",
+    )
     # Behaviour flags.
     skip_invalid: bool = Field(False, description="Run valid rows; report invalid ones.")
     resubmit_ambiguous: bool = Field(
@@ -150,6 +170,25 @@ class FashnSettings(BaseModel):
     @classmethod
     def _rate(cls, value: str) -> str:
         RateLimit.parse(value)
+        return value
+
+    @field_validator("webhook_listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"webhook_url {value!r} is not an http(s) URL")
+        if parts.query or parts.fragment:
+            raise ValueError("webhook_url must have no query or fragment (the token is added)")
         return value
 
     @field_validator("allowed_failures", mode="before")

@@ -131,7 +131,8 @@ async def submit_prediction(
         held = await rt.account.acquire_slot()
         try:
             assert row.record is not None
-            prediction_id = await submit(rt, row.spec, row.record, prepared)
+            # No webhook: the receiver may be gone before wait_for_prediction runs.
+            prediction_id = await submit(rt, row.spec, row.record, prepared, webhook=False)
         except BaseException:
             rt.account.release_slot(held)
             raise
@@ -154,7 +155,7 @@ async def wait_for_prediction(
     async with _runtime(credentials, settings) as rt:
         spec = RowSpec(0, "", model_name or "", {}, {}, "", 0)
         try:
-            return await wait_for(rt, spec, prediction_id, time.monotonic())
+            return (await wait_for(rt, spec, prediction_id, time.monotonic())).status
         finally:
             rt.account.release_prediction(prediction_id)
 

@@ -25,6 +25,7 @@ LAYERS = [
     "api",
     "store",
     "scheduler",
+    "webhooks",
     "settings",
     "credentials",
     "review",

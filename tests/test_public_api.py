@@ -63,7 +63,16 @@ PUBLIC = {
         "run_predictions",
     },
 }
-COMMANDS = {"audit", "backfill", "catalog", "credentials", "demo", "emulator", "run"}
+COMMANDS = {
+    "audit",
+    "backfill",
+    "catalog",
+    "credentials",
+    "demo",
+    "emulator",
+    "run",
+    "webhook-relay",
+}
 
 
 @pytest.mark.parametrize("module", sorted(PUBLIC))

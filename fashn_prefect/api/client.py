@@ -506,7 +506,8 @@ def _redacted_request(request: httpx.Request, api_key: str) -> httpx.Request:
         for name, value in request.headers.multi_items()
         if name.lower() not in ("authorization", "proxy-authorization") and api_key not in value
     ]
-    return httpx.Request(request.method, request.url, headers=headers)
+    # The query may hold a webhook URL with its secret token.
+    return httpx.Request(request.method, request.url.copy_with(query=None), headers=headers)
 
 
 def _scrub(exc: httpx.RequestError, api_key: str) -> None:

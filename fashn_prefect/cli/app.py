@@ -324,6 +324,42 @@ def audit(
 
 
 @app.command(
+    name="webhook-relay",
+    help=(
+        "Run the webhook relay: it takes FASHN's webhook calls and passes each one on as "
+        "a Prefect event (to PREFECT_API_URL), so runs on workers FASHN cannot reach see "
+        "their predictions end at once. Needs the secret the runs share, from "
+        "FASHN_PREFECT_WEBHOOK_SECRET or --secret-block. Put it behind HTTPS and give "
+        "runs its public URL as --webhook-url.\n\n"
+        "Example: fashn-prefect webhook-relay --listen 127.0.0.1:8780"
+    ),
+)
+def webhook_relay(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "127.0.0.1:8780",
+    secret_block: Annotated[
+        str | None, typer.Option(help="Prefect Secret block holding the shared secret.")
+    ] = None,
+) -> None:
+    """Run the webhook relay until stopped."""
+    from prefect.settings import PREFECT_API_URL
+
+    from fashn_prefect.webhooks.receiver import parse_listen
+    from fashn_prefect.webhooks.relay import serve_relay, webhook_secret
+
+    try:
+        parse_listen(listen)
+    except ValueError as exc:
+        fail(f"--listen: {exc}", "see `fashn-prefect webhook-relay --help`")
+    if not PREFECT_API_URL.value():
+        fail("PREFECT_API_URL is not set", "point it at the Prefect server the runs use")
+    secret = asyncio.run(webhook_secret(secret_block))
+    if not secret:
+        fail("no webhook secret", "set FASHN_PREFECT_WEBHOOK_SECRET or --secret-block")
+    err.print(f"Webhook relay on {listen}, passing deliveries on to {PREFECT_API_URL.value()}")
+    serve_relay(listen, secret)
+
+
+@app.command(
     help=(
         "Run the demo: the emulator, Prefect's ephemeral server and local storage under "
         "OUTPUT (default ./demo-output). No API key or cloud account needed.\n\n"

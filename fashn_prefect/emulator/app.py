@@ -232,6 +232,13 @@ class Emulator:
         )
         if webhook_url:
             prediction.webhook = {"url": webhook_url, "attempts": 0, "delivered": False}
+            switches = self.faults.config
+            prediction.webhook_faults = {
+                "dropped": self.faults.roll("webhook_drop"),
+                "copies": 2 if self.faults.roll("webhook_duplicate") else 1,
+                "delay": float(switches.webhook_delay),
+                "fail_attempts": int(switches.webhook_fail_attempts),
+            }
         state.add(prediction)
         assert self.client is not None, "emulator app is not running (lifespan not started)"
         task = asyncio.get_running_loop().create_task(
@@ -400,6 +407,7 @@ def build_routes(emu: Emulator) -> list[Route]:
         switches = emu.faults.config
         if prediction is None or _forgotten(prediction, now, switches.forget_after):
             return emu.reject(404, "NotFound", "Prediction not found")
+        prediction.status_calls += 1
         body = envelope(prediction, str(request.base_url), now, emu.config.base64_ttl)
         headers = {}
         if body["status"] not in ACTIVE_STATUSES:

@@ -104,6 +104,18 @@ def emulator_command(
     accept_unknown_models: Annotated[
         bool, typer.Option(help="Variant: run model names the specs do not describe.")
     ] = False,
+    webhook_drop: Annotated[
+        float, typer.Option(help="Probability a prediction's webhook is never sent.")
+    ] = 0.0,
+    webhook_duplicate: Annotated[
+        float, typer.Option(help="Probability a prediction's webhook is delivered twice.")
+    ] = 0.0,
+    webhook_delay: Annotated[
+        float, typer.Option(help="Emulated seconds before a webhook's first attempt.")
+    ] = 0.0,
+    webhook_fail_attempts: Annotated[
+        int, typer.Option(help="The first N attempts of every webhook fail (retried).")
+    ] = 0,
     allow_remote: Annotated[
         bool, typer.Option(help="Allow binding a non-loopback interface.")
     ] = False,
@@ -144,6 +156,10 @@ def emulator_command(
         octet_stream_cdn=octet_stream_cdn,
         account_concurrency=account_concurrency,
         accept_unknown_models=accept_unknown_models,
+        webhook_drop=webhook_drop,
+        webhook_duplicate=webhook_duplicate,
+        webhook_delay=webhook_delay,
+        webhook_fail_attempts=webhook_fail_attempts,
     )
     keys = tuple(api_key) if api_key else (DEFAULT_API_KEY,)
     config = EmulatorConfig(

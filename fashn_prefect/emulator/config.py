@@ -75,6 +75,18 @@ class FaultConfig:
     shipped after this release would be: inputs that are URLs or data URIs are loaded as
     images, ``num_images``/``num_samples`` outputs (default 1) are rendered, 1 credit each."""
 
+    # -- webhook delivery (issue 24): test a receiver's handling of lost, repeated, late and
+    # retried deliveries. Decided per prediction when it is created (seeded).
+    webhook_drop: float = 0.0
+    """Probability a prediction's webhook is never sent (no attempt at all)."""
+    webhook_duplicate: float = 0.0
+    """Probability a prediction's webhook is delivered twice (a second, separate delivery)."""
+    webhook_delay: float = 0.0
+    """Emulated seconds between the end of a prediction and its webhook's first attempt."""
+    webhook_fail_attempts: int = 0
+    """The first N attempts of every delivery fail without reaching the receiver (as a
+    network failure would), so the retry schedule is exercised; more than 5 loses it."""
+
 
 @dataclass
 class EmulatorConfig:

@@ -21,6 +21,8 @@ REQUEST_FAULTS = (
     "cdn_gone",
     "canceled",
     "time_out",
+    "webhook_drop",
+    "webhook_duplicate",
 )
 
 RUNTIME_MESSAGES = {
@@ -90,7 +92,12 @@ class FaultInjector:
             elif name in ("failure_marker", "request_fault_marker"):
                 if not isinstance(value, str) or not value:
                     raise ValueError(f"{name} must be a non-empty string")
-            elif name in ("rate_limit_burst", "drop_outputs", "refund_credits"):
+            elif name in (
+                "rate_limit_burst",
+                "drop_outputs",
+                "refund_credits",
+                "webhook_fail_attempts",
+            ):
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise ValueError(f"{name} must be a non-negative integer")
             elif isinstance(known[name].default, bool):

@@ -223,4 +223,11 @@ async def run_prediction(
     state.finalise(prediction)
     if prediction.webhook_url and prediction.webhook is not None:
         payload = envelope(prediction, prediction.base_url, clock.now(), state.config.base64_ttl)
-        await deliver_webhook(client, clock, prediction.webhook_url, payload, prediction.webhook)
+        await deliver_webhook(
+            client,
+            clock,
+            prediction.webhook_url,
+            payload,
+            prediction.webhook,
+            prediction.webhook_faults,
+        )

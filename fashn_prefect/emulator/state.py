@@ -66,7 +66,11 @@ class Prediction:
     credits: int = 0
     seen_terminal_at: float | None = None
     """When a status answer first reported the end (how long the client took to notice)."""
+    status_calls: int = 0
+    """Status answers served for this prediction."""
     webhook: dict[str, Any] | None = None
+    webhook_faults: dict[str, Any] = field(default_factory=dict)
+    """The webhook fault switches drawn for this prediction (see ``deliver_webhook``)."""
     cdn_gone: dict[int, bool] = field(default_factory=dict)
 
     @property
@@ -216,6 +220,7 @@ class EmulatorState:
                     if p.seen_terminal_at is None
                     else round(p.seen_terminal_at, 6),
                     "duration": duration,
+                    "status_calls": p.status_calls,
                     "webhook": dict(p.webhook) if p.webhook is not None else None,
                 }
             )

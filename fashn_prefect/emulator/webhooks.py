@@ -5,6 +5,8 @@ answer or a connection error, after 10, 20, 40, 80 and 150 emulated seconds (300
 time-scaled); 10 s real timeout per attempt; headers ``Content-Type: application/json`` and
 ``User-Agent: fashn-emulator``; no signature and no ``x-fashn-credits-used`` header. Only loopback
 URLs are contacted; attempts to any other host are recorded as failed without network traffic.
+Fault switches (``webhook_drop``, ``webhook_duplicate``, ``webhook_delay``,
+``webhook_fail_attempts``) drop, repeat, delay and fail deliveries.
 """
 
 from __future__ import annotations
@@ -30,15 +32,42 @@ async def deliver_webhook(
     url: str,
     payload: dict[str, Any],
     record: dict[str, Any],
+    faults: dict[str, Any] | None = None,
 ) -> None:
-    """Deliver ``payload`` to ``url`` with retries, updating ``record`` (attempts, delivered)."""
+    """Deliver ``payload`` to ``url`` with retries, updating ``record`` (attempts, delivered).
+
+    ``faults`` are the switches drawn for this prediction: ``dropped`` (never sent),
+    ``copies`` (2: delivered twice), ``delay`` (emulated seconds before the first attempt)
+    and ``fail_attempts`` (that many first attempts fail without reaching ``url``).
+    """
+    faults = faults or {}
+    if faults.get("dropped"):
+        return
+    if faults.get("delay"):
+        await clock.sleep_until(clock.now() + float(faults["delay"]))
+    for _ in range(int(faults.get("copies", 1))):
+        await _deliver_once(
+            client, clock, url, payload, record, int(faults.get("fail_attempts", 0))
+        )
+
+
+async def _deliver_once(
+    client: httpx.AsyncClient,
+    clock: EmulatedClock,
+    url: str,
+    payload: dict[str, Any],
+    record: dict[str, Any],
+    fail_first: int,
+) -> None:
     loopback = is_loopback_host(urlsplit(url).hostname)
     for attempt in range(1 + len(RETRY_DELAYS)):
         if attempt:
             await clock.sleep_until(clock.now() + RETRY_DELAYS[attempt - 1])
-        delivered = await _attempt(client, url, payload, attempt, loopback)
         record["attempts"] += 1
-        if delivered:
+        if attempt < fail_first:
+            logger.info("webhook attempt %d for %s failed (injected)", attempt + 1, payload["id"])
+            continue
+        if await _attempt(client, url, payload, attempt, loopback):
             record["delivered"] = True
             return
 

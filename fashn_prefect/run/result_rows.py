@@ -49,6 +49,8 @@ def row_from_record(row: PlannedRow, status: str, **extra: Any) -> dict[str, Any
         "submitted_at": first.submitted_at if first else None,
         "completed_at": last.completed_at if last else None,
         "interrupted_at": interrupted_at(attempts),
+        "completion_seen_by": last.completion_seen_by if last else None,
+        "detection_delay_s": last.detection_delay_s if last else None,
     }
     values.update(extra)
     return result_row(row.spec, status, **values)

@@ -33,7 +33,7 @@ from fashn_prefect.errors import (
 )
 from fashn_prefect.run.collect import charged_credits, collect_outputs, missing_outputs
 from fashn_prefect.run.plan import PlannedRow
-from fashn_prefect.run.poll import wait_for
+from fashn_prefect.run.poll import Seen, wait_for
 from fashn_prefect.run.result_rows import failed_row, row_from_record, settled_row
 from fashn_prefect.run.runtime import Runtime
 from fashn_prefect.run.submit import prepare, save_quietly, submit
@@ -93,7 +93,7 @@ async def predict(rt: Runtime, row: PlannedRow) -> PredictionStatus:
         attempt = record.last
         assert attempt is not None
         try:
-            status = await wait_for(rt, spec, prediction_id, time.monotonic())
+            seen = await wait_for(rt, spec, prediction_id, time.monotonic(), webhook=not known)
         except NotFound as exc:
             attempt.status = record.status = "ambiguous"
             attempt.error_name, attempt.error_message = "NotFound", exc.message
@@ -102,6 +102,8 @@ async def predict(rt: Runtime, row: PlannedRow) -> PredictionStatus:
                 f"prediction {prediction_id} is no longer known to the API; its outcome "
                 "cannot be recovered and it is not resubmitted automatically"
             ) from None
+    status = seen.status
+    attempt.completion_seen_by, attempt.detection_delay_s = seen.by, round(seen.delay, 3)
     attempt.status = "completed" if status.is_completed else "failed"
     attempt.completed_at = utc_now()
     attempt.credits_used, attempt.credits_source = charged_credits(spec, status)
@@ -112,15 +114,30 @@ async def predict(rt: Runtime, row: PlannedRow) -> PredictionStatus:
         attempt.error_name, attempt.error_message = name, message
         record.status = "failed"
         await save_quietly(rt, record)
-        log.info("Row %s: prediction %s failed: %s: %s", spec.row_key, prediction_id, name, message)
+        log.info(
+            "Row %s: prediction %s failed: %s: %s (%s)",
+            spec.row_key,
+            prediction_id,
+            name,
+            message,
+            _seen_note(seen),
+        )
         raise PredictionFailed(name, message, prediction_id=prediction_id)
     log.info(
-        "Row %s: prediction %s completed (%s credits)",
+        "Row %s: prediction %s completed (%s credits; %s)",
         spec.row_key or "-",
         prediction_id,
         attempt.credits_used,
+        _seen_note(seen),
     )
     return status
+
+
+def _seen_note(seen: Seen) -> str:
+    """``seen by webhook 0.012 s after its end`` for the row's log line (a poll's delay is
+    an estimate)."""
+    about = "" if seen.by == "webhook" else "about "
+    return f"seen by {seen.by} {about}{seen.delay:.3f} s after its end"
 
 
 async def collect(rt: Runtime, row: PlannedRow, status: PredictionStatus) -> list[str]:

@@ -7,7 +7,9 @@ row runs through the same code whichever way it came in. The row task closes ove
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +20,7 @@ import httpx
 
 from fashn_prefect.api.client import FashnClient
 from fashn_prefect.credentials import FashnCredentials
+from fashn_prefect.errors import ConfigurationError
 from fashn_prefect.run.observe import RunObserver
 from fashn_prefect.scheduler.account import AccountScheduler, account_scheduler
 from fashn_prefect.scheduler.leases import shared_limits_enabled
@@ -26,6 +29,9 @@ from fashn_prefect.scheduler.rates import ApiLimits
 from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.fs import DEFAULT_STORAGE_TIMEOUT, atomic_write, bounded, filesystem, join
 from fashn_prefect.store.ledger import Ledger, RowRecord, utc_now
+from fashn_prefect.webhooks.receiver import close_receiver, open_receiver
+from fashn_prefect.webhooks.registry import Endpoint
+from fashn_prefect.webhooks.relay import relay_endpoint, webhook_secret
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -33,6 +39,8 @@ if TYPE_CHECKING:
     from fashn_prefect.run.plan import PlannedRow
 
 IMAGES_DIR = "images"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,8 +79,11 @@ class Runtime:
         account: AccountScheduler,
         flow_run_id: str | None = None,
         observer: RunObserver | None = None,
+        webhook: Endpoint | None = None,
     ) -> None:
         self.config = config
+        self.webhook = webhook
+        """Where this run's predictions report their end (None: polling only)."""
         self.client = client
         self.account = account
         self.polls: PollScheduler = poll_scheduler(account)
@@ -174,5 +185,50 @@ async def open_runtime(
         storage_options,
         settings.storage_timeout,
     )
-    async with credentials.get_client(**client_options(settings, limits)) as client:
-        yield Runtime(config, client, account, flow_run_id, observer)
+    async with (
+        credentials.get_client(**client_options(settings, limits)) as client,
+        webhook_receiver(credentials.account_id, settings) as webhook,
+    ):
+        yield Runtime(config, client, account, flow_run_id, observer, webhook)
+
+
+@asynccontextmanager
+async def webhook_receiver(
+    account_id: str, settings: FashnSettings
+) -> AsyncIterator[Endpoint | None]:
+    """Where the run's predictions report their end while the block runs, or None
+    (polling only).
+
+    With ``webhook_listen``: this process's receiver for the account (if it cannot start,
+    the run warns and polls). With ``webhook_url`` alone: the relay, with the ends read
+    from the Prefect server's event stream.
+    """
+    listen = settings.webhook_listen
+    if listen is None:
+        if settings.webhook_url is None:
+            yield None
+            return
+        secret = await webhook_secret(settings.webhook_secret_block)
+        if not secret:
+            raise ConfigurationError(
+                "webhook_url without webhook_listen sends FASHN's calls to the webhook relay, "
+                "which needs the shared secret: set FASHN_PREFECT_WEBHOOK_SECRET or "
+                "webhook_secret_block"
+            )
+        yield await relay_endpoint(settings.webhook_url, secret)
+        return
+    try:
+        receiver = await asyncio.to_thread(open_receiver, account_id, listen, settings.webhook_url)
+    except OSError as exc:
+        logger.warning(
+            "No webhook receiver on %s (%s: %s); predictions are polled instead",
+            listen,
+            type(exc).__name__,
+            exc,
+        )
+        yield None
+        return
+    try:
+        yield receiver.endpoint
+    finally:
+        await asyncio.to_thread(close_receiver, account_id, listen)

@@ -28,12 +28,17 @@ async def prepare(rt: Runtime, spec: RowSpec) -> dict[str, Any]:
 
 
 async def submit(
-    rt: Runtime, spec: RowSpec, record: RowRecord, inputs: dict[str, Any] | None = None
+    rt: Runtime,
+    spec: RowSpec,
+    record: RowRecord,
+    inputs: dict[str, Any] | None = None,
+    webhook: bool = True,
 ) -> str:
     """Create a new prediction for ``spec`` and return its id.
 
     ``inputs`` are the prepared request inputs (see :func:`prepare`; prepared here when
-    not given). The ledger records the intent before the request and the id right after
+    not given). With ``webhook`` and a webhook receiver in ``rt``, FASHN is asked to call
+    it when the prediction ends. The ledger records the intent before the request and the id right after
     it, so a process killed at any point can never lead to a silent second submission.
     """
     if inputs is None:
@@ -59,7 +64,12 @@ async def submit(
                 raise
             if rt.observer is not None:
                 rt.observer.post_started()
-            prediction_id = await rt.client.run(spec.model_name, inputs)
+            if rt.webhook is None or not webhook:
+                prediction_id = await rt.client.run(spec.model_name, inputs)
+            else:
+                prediction_id = await rt.client.run(
+                    spec.model_name, inputs, webhook_url=rt.webhook.url
+                )
     except AmbiguousSubmission as exc:
         attempt.status = record.status = "ambiguous"
         attempt.error_name, attempt.error_message = "AmbiguousSubmission", exc.message

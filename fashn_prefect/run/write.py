@@ -42,6 +42,8 @@ def result_row(
     submitted_at: str | datetime | None = None,
     completed_at: str | datetime | None = None,
     interrupted_at: str | datetime | None = None,
+    completion_seen_by: str | None = None,
+    detection_delay_s: float | None = None,
 ) -> dict[str, Any]:
     """One results-table row for a manifest row."""
     known = spec.model_name in specs.MODELS  # an invalid row may name no known model
@@ -71,6 +73,8 @@ def result_row(
         "completed_at": completed,
         "latency_s": latency,
         "interrupted_at": _parse_time(interrupted_at),
+        "completion_seen_by": completion_seen_by,
+        "detection_delay_s": detection_delay_s,
     }
     for name, value in spec.metadata.items():
         row[name if name not in CORE_COLUMNS else f"meta_{name}"] = _text(value)

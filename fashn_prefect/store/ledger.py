@@ -43,6 +43,10 @@ class Attempt:
     # Where credits_used came from: "header" (x-fashn-credits-used), "estimate" (the
     # specs', when the header was missing) or "unknown" (neither; model not catalogued).
     credits_source: str | None = None
+    # How the end was learned: "webhook" (a delivery, confirmed by one status call) or
+    # "poll"; and the seconds from the end to the run seeing it (see run/poll.py).
+    completion_seen_by: str | None = None
+    detection_delay_s: float | None = None
 
 
 @dataclass

@@ -42,6 +42,8 @@ SCHEMA = pa.schema(
         ("latency_s", pa.float64()),
         # When the row's latest interrupted submission was sent (its answer never came).
         ("interrupted_at", pa.timestamp("ms", tz="UTC")),
+        ("completion_seen_by", pa.string()),
+        ("detection_delay_s", pa.float64()),
         ("flow_run_id", pa.string()),
         ("run_started_at", pa.timestamp("ms", tz="UTC")),
     ]
