@@ -63,12 +63,16 @@ async def _deliver_once(
     for attempt in range(1 + len(RETRY_DELAYS)):
         if attempt:
             await clock.sleep_until(clock.now() + RETRY_DELAYS[attempt - 1])
-        record["attempts"] += 1
+        # ``attempts`` counts finished attempts, so a reader never sees an attempt counted
+        # whose outcome is not yet recorded.
         if attempt < fail_first:
             logger.info("webhook attempt %d for %s failed (injected)", attempt + 1, payload["id"])
+            record["attempts"] += 1
             continue
-        if await _attempt(client, url, payload, attempt, loopback):
-            record["delivered"] = True
+        delivered = await _attempt(client, url, payload, attempt, loopback)
+        record["delivered"] = record["delivered"] or delivered
+        record["attempts"] += 1
+        if delivered:
             return
 
 

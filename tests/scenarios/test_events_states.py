@@ -222,9 +222,13 @@ async def test_a_clean_run_completes_with_counts_and_a_tolerated_failure_too(
     assert finished.payload["credits_per_completed_row"] == 1.0
     assert await _events("fashn.prediction.failed", state.state_details.flow_run_id, 0) == []
     # Each row task logs its submission, prediction id and outcome at INFO in the UI.
-    lines = await _task_logs(state.state_details.flow_run_id, "completed (1 credits)", 4)
+    # The outcome line also says how the end was learned, and how long after it.
+    lines = await _task_logs(state.state_details.flow_run_id, "after its end)", 4)
     submitted = [m for m in lines if ": submitted prediction " in m]
     assert len(submitted) == 4 and all(m.endswith("(tryon-v1.6)") for m in submitted)
+    completed = [m for m in lines if m.endswith("after its end)")]
+    assert len(completed) == 4
+    assert all("completed (1 credits; seen by poll about " in m for m in completed)
 
     # One failed row of three, with up to 50 % allowed: Completed, and the message says so.
     params = _catalog(tmp_path, emulator, 2, 1, "tolerated")
