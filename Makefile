@@ -28,12 +28,11 @@ unit: install
 	$(BIN)/python -m pytest -q -m unit
 
 # Every test but the reliability suite's slow scenarios, on TEST_WORKERS pytest-xdist
-# workers: the suite mostly waits on servers, so 4 workers keep 2 cores busy. Tests are
-# spread one by one, except those of a file marked xdist_group (they share a module
-# fixture: one worker runs them all); each worker starts its own Prefect test server.
+# workers: the suite mostly waits on servers, so 4 workers keep 2 cores busy. A test file
+# runs on one worker (--dist loadfile), which starts its own Prefect test server.
 TEST_WORKERS ?= 4
 test: lint typecheck
-	$(BIN)/python -m pytest -q -m "not reliability" -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -m "not reliability" -n $(TEST_WORKERS) --dist loadfile
 
 # The reliability suite (tests/reliability): fault injection, SIGKILL + resume, S3 outages,
 # hostile input, path safety, secrets, a 2,000-row endurance run. Prints a scenarios x

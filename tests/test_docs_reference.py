@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 
-pytestmark = [pytest.mark.xdist_group("test_docs_reference"), pytest.mark.unit]
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
 

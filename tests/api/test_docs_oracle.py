@@ -49,9 +49,6 @@ from fashn_prefect.run.manifest import read_manifest
 from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.validate import validate_manifest
 
-# The tests here share a module-scoped fixture: they run on one worker.
-pytestmark = pytest.mark.xdist_group("test_docs_oracle")
-
 DOCS = "https://docs.fashn.ai"
 FUNDAMENTALS = f"{DOCS}/api-overview/api-fundamentals (reference §5)"
 TIME_SCALE = 0.005  # emulated latencies up to 240 s (10 s video) become about a second

@@ -23,7 +23,7 @@ from fashn_prefect.run.outcome import RunFailed, summary_of
 from fashn_prefect.store.fs import safe_name
 from fashn_prefect.store.ledger import LEDGER_DIR as LEDGER
 
-pytestmark = [pytest.mark.xdist_group("test_audit"), pytest.mark.usefixtures("prefect_harness")]
+pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 async def _run(manifest: str, output: Path, emu: EmulatorServer) -> dict[str, Any]:

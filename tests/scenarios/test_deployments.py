@@ -28,11 +28,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
 
-pytestmark = [
-    pytest.mark.xdist_group("test_deployments"),
-    pytest.mark.slow,
-    pytest.mark.timeout(600),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 POOL = "fashn"
 # Shared limits cost one Prefect-server round trip per API call; a less compressed clock

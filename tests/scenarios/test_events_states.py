@@ -32,11 +32,7 @@ from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
 from fashn_prefect.run.outcome import RunFailed
 
-pytestmark = [
-    pytest.mark.xdist_group("test_events_states"),
-    pytest.mark.slow,
-    pytest.mark.timeout(600),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parents[2]
 FAILING_ROWS = 10  # the "10 or more predictions failed in an hour" automation's threshold

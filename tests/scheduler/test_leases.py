@@ -29,7 +29,7 @@ from fashn_prefect.scheduler.account import AccountScheduler
 from fashn_prefect.scheduler.leases import HANDOFFS, LEASE_SECONDS, RENEW_EVERY, ServerLimits
 from fashn_prefect.scheduler.rates import ApiLimits
 
-pytestmark = [pytest.mark.xdist_group("test_leases"), pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 REPOSSESSOR_SECONDS = 1  # the server revokes expired leases this often (default 15 s)
 

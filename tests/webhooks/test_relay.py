@@ -25,7 +25,7 @@ from fashn_prefect.webhooks.receiver import callback_url
 from fashn_prefect.webhooks.relay import close_event_streams, event_stream
 from fashn_prefect.webhooks.token import derived_token
 
-pytestmark = [pytest.mark.xdist_group("test_relay"), pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 SECRET = "relay-secret-for-tests"
 SCALE = 0.2
 EIGHT_SECONDS = 1.25
