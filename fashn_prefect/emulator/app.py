@@ -408,6 +408,8 @@ def build_routes(emu: Emulator) -> list[Route]:
         if prediction is None or _forgotten(prediction, now, switches.forget_after):
             return emu.reject(404, "NotFound", "Prediction not found")
         prediction.status_calls += 1
+        if prediction.first_status_at is None:
+            prediction.first_status_at = now
         body = envelope(prediction, str(request.base_url), now, emu.config.base64_ttl)
         headers = {}
         if body["status"] not in ACTIVE_STATUSES:

@@ -64,6 +64,8 @@ class Prediction:
     finalised: bool = False
     completed_at: float | None = None
     credits: int = 0
+    first_status_at: float | None = None
+    """When the client first asked for this prediction's status."""
     seen_terminal_at: float | None = None
     """When a status answer first reported the end (how long the client took to notice)."""
     status_calls: int = 0
@@ -216,6 +218,9 @@ class EmulatorState:
                     else 0,
                     "created_at": round(p.created_at, 6),
                     "completed_at": None if p.completed_at is None else round(p.completed_at, 6),
+                    "first_status_at": None
+                    if p.first_status_at is None
+                    else round(p.first_status_at, 6),
                     "seen_terminal_at": None
                     if p.seen_terminal_at is None
                     else round(p.seen_terminal_at, 6),
