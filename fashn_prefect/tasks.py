@@ -77,12 +77,11 @@ class PredictionResult(BaseModel):
 @asynccontextmanager
 async def _runtime(
     credentials: FashnCredentials | str | None,
-    settings: FashnSettings | None,
+    s: FashnSettings,
     output: str | None = None,
 ) -> AsyncIterator[Runtime]:
     """The row engine's runtime for one task call: the account's scheduler, a client with
     the run's limit windows, and the storage options with the storage block's merged in."""
-    s = FashnSettings.build(settings)
     creds = resolve_credentials(credentials)
     async with open_runtime(creds, s, output, s.resolved_storage_options()) as rt:
         yield rt
@@ -124,9 +123,9 @@ async def submit_prediction(
     :func:`wait_for_prediction` sees it finish (or its lease, the longest the model may
     take, runs out). Local image paths in ``inputs`` are read and sent as data URIs.
     """
-    allow_unknown = FashnSettings.build(settings).allow_unknown_models
-    async with _runtime(credentials, settings) as rt:
-        row = _planned(rt, model_name, inputs, allow_unknown)
+    s = FashnSettings.build(settings)
+    async with _runtime(credentials, s) as rt:
+        row = _planned(rt, model_name, inputs, s.allow_unknown_models)
         prepared = await prepare(rt, row.spec)
         held = await rt.account.acquire_slot()
         try:
@@ -152,7 +151,7 @@ async def wait_for_prediction(
     ``model_name`` (optional) paces the polls by the latency learned for the model. Safe
     to retry: polling never submits anything.
     """
-    async with _runtime(credentials, settings) as rt:
+    async with _runtime(credentials, FashnSettings.build(settings)) as rt:
         spec = RowSpec(0, "", model_name or "", {}, {}, "", 0)
         try:
             return (await wait_for(rt, spec, prediction_id, time.monotonic())).status
@@ -184,11 +183,11 @@ async def run_prediction(
     (``AmbiguousSubmission``), never resent.
     """
     result = PredictionResult(model_name=model_name, status="failed")
-    allow_unknown = FashnSettings.build(settings).allow_unknown_models
-    async with _runtime(credentials, settings, output) as rt:
+    s = FashnSettings.build(settings)
+    async with _runtime(credentials, s, output) as rt:
         row: PlannedRow | None = None
         try:
-            row = _planned(rt, model_name, inputs, allow_unknown)
+            row = _planned(rt, model_name, inputs, s.allow_unknown_models)
             status = await predict(rt, row)
             result.prediction_id = status.id
             result.credits_charged = status.credits_used or 0
