@@ -172,6 +172,8 @@ class Ledger:
         damaged snapshot may hold.
         """
         wanted = set(row_keys)
+        if not wanted:
+            return {}
         records = self._load_snapshots(wanted)
         records.update(self._load_loose(row_keys))
         return records
@@ -188,7 +190,9 @@ class Ledger:
         records: dict[str, RowRecord | UnreadableRecord] = {}
         if tables:
             table = pa.concat_tables(tables)
-            table = _newest(table.filter(pc.is_in(table["row_key"], pa.array(list(wanted)))))
+            table = _newest(
+                table.filter(pc.is_in(table["row_key"], pa.array(list(wanted), pa.string())))
+            )
             for key, data in zip(
                 table["row_key"].to_pylist(), table["record"].to_pylist(), strict=True
             ):

@@ -178,6 +178,18 @@ async def test_a_record_whose_last_write_failed_keeps_its_loose_record(tmp_path:
     assert actions(tmp_path, ["r"]) == {"r": "ambiguous"}
 
 
+async def test_a_rerun_with_nothing_left_to_plan_reads_no_snapshot(tmp_path: Path) -> None:
+    """Every row completed in an earlier results table: no ledger lookup at all."""
+    rt = runtime(tmp_path, "run-1")
+    record = RowRecord("a", "h1", MODEL)
+    _intent(record)
+    await rt.save(record)
+    await rt.settle(record)
+    await rt.snapshot()
+    assert Ledger(str(tmp_path)).load_many([]) == {}
+    assert set(Ledger(str(tmp_path)).load_many(["a", "z"])) == {"a"}
+
+
 def _damage(path: Path, how: str) -> None:
     data = path.read_bytes()
     if how == "garbage":
