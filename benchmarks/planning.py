@@ -318,20 +318,8 @@ def s3_table(rows: int, old: Path | None, revision: str) -> Table:
     return t
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Build the manifests, measure each case in a subprocess and print the tables."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument(
-        "--baseline", default="", help="also measure the package at this git revision"
-    )
-    parser.add_argument(
-        "--s3-rows", type=int, default=0, help="also count a resume's S3 requests at this size"
-    )
-    args = parser.parse_args(argv)
-    load = os.getloadavg()
-    n = 2_000 if args.quick else args.rows
+def size_table(n: int, folder: Path, codes: list[tuple[str, Path | None]]) -> Table:
+    """Every case at ``n`` rows, for each code (the baseline first)."""
     t = Table(
         f"Planning a {n:,}-row manifest (each case in a fresh process)",
         [
@@ -348,50 +336,43 @@ def main(argv: list[str] | None = None) -> None:
             "results Parquet / CSV MiB",
         ],
     )
-    tables = [t]
-    with contextlib.ExitStack() as stack:
-        old = stack.enter_context(baseline(args.baseline)) if args.baseline else None
-        codes: list[tuple[str, Path | None]] = [(f"@ {args.baseline}", old)] if old else []
-        codes.append(("this checkout", None))
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="fashn-plan-bench-"))
-        folder = Path(tmp)
-        log(f"planning: writing {n:,}-row manifests")
-        paths = write_manifests(manifest_rows(n), folder)
-        sizes = {k: p.stat().st_size / 2**20 for k, p in paths.items()}
-        for code_name, code in codes:
-            cases: list[tuple[str, str, Path]] = [
-                ("CSV", "empty", folder / "out-csv"),
-                ("Parquet", "empty", folder / "out-parquet"),
-                ("Parquet", f"{n:,} ledger records (resume)", folder / "out-resume"),
-            ]
-            for fmt, root, output in cases:
-                shutil.rmtree(output, ignore_errors=True)
-                if root != "empty":
-                    log(f"planning: {code_name}: writing {n:,} ledger records")
-                    child(code, "ledger", str(paths[fmt]), str(output))
-                log(f"planning: {code_name}: {fmt} manifest, output root {root}")
-                r = run_child(paths[fmt], output, code)
-                times = r["times"]
-                t.add(
-                    code_name,
-                    f"{fmt} ({sizes[fmt]:.1f} MiB)",
-                    f"{root} → {'/'.join(r['actions'])}",
-                    times["read"],
-                    times["validate"],
-                    times["estimate"],
-                    times["plan"],
-                    times["results"],
-                    sum(times.values()),
-                    r["peak_rss_mib"],
-                    f"{r['sizes']['parquet'] / 2**20:.1f} / {r['sizes']['csv'] / 2**20:.1f}",
-                )
-                shutil.rmtree(output, ignore_errors=True)
-        if args.s3_rows:
-            tables.append(s3_table(args.s3_rows, old, args.baseline))
+    log(f"planning: writing {n:,}-row manifests")
+    paths = write_manifests(manifest_rows(n), folder)
+    sizes = {k: p.stat().st_size / 2**20 for k, p in paths.items()}
+    credits = 0
+    for code_name, code in codes:
+        cases: list[tuple[str, str, Path]] = [
+            ("CSV", "empty", folder / "out-csv"),
+            ("Parquet", "empty", folder / "out-parquet"),
+            ("Parquet", f"{n:,} ledger records (resume)", folder / "out-resume"),
+        ]
+        for fmt, root, output in cases:
+            shutil.rmtree(output, ignore_errors=True)
+            if root != "empty":
+                log(f"planning: {code_name}: writing {n:,} ledger records")
+                child(code, "ledger", str(paths[fmt]), str(output))
+            log(f"planning: {code_name}: {n:,} rows, {fmt} manifest, output root {root}")
+            r = run_child(paths[fmt], output, code)
+            credits = r["credits"]
+            times = r["times"]
+            t.add(
+                code_name,
+                f"{fmt} ({sizes[fmt]:.1f} MiB)",
+                f"{root} → {'/'.join(r['actions'])}",
+                times["read"],
+                times["validate"],
+                times["estimate"],
+                times["plan"],
+                times["results"],
+                sum(times.values()),
+                r["peak_rss_mib"],
+                f"{r['sizes']['parquet'] / 2**20:.1f} / {r['sizes']['csv'] / 2**20:.1f}",
+            )
+            shutil.rmtree(output, ignore_errors=True)
     t.notes += [
         f"{n:,} rows of the throughput mix (try-on v1.6, background removal, "
         "product-to-model, try-on max, edit), image URLs, two metadata columns; estimated "
-        f"credits {r['credits']:,}. Steps are the library calls run_manifest makes: "
+        f"credits {credits:,}. Steps are the library calls run_manifest makes: "
         "read_manifest, validate_manifest, ValidationReport.estimated_credits, make_plan, "
         "then results_table + write_results (Parquet and CSV) for one result row per job.",
         "The resume's ledger is written by each code's own layout: one JSON object per "
@@ -399,6 +380,38 @@ def main(argv: list[str] | None = None) -> None:
         "peak RSS = ru_maxrss of the measuring subprocess (Python, pyarrow and "
         "fashn_prefect imports included).",
     ]
+    return t
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Build the manifests, measure each case in a subprocess and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--rows", default="100000", help="manifest sizes, comma-separated (100000,1000000)"
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--baseline", default="", help="also measure the package at this git revision"
+    )
+    parser.add_argument(
+        "--s3-rows", type=int, default=0, help="also count a resume's S3 requests at this size"
+    )
+    args = parser.parse_args(argv)
+    load = os.getloadavg()
+    sizes_wanted = [2_000] if args.quick else [int(v) for v in args.rows.split(",")]
+    tables: list[Table] = []
+    with contextlib.ExitStack() as stack:
+        old = stack.enter_context(baseline(args.baseline)) if args.baseline else None
+        codes: list[tuple[str, Path | None]] = [(f"@ {args.baseline}", old)] if old else []
+        codes.append(("this checkout", None))
+        for n in sizes_wanted:
+            tmp = tempfile.mkdtemp(prefix="fashn-plan-bench-")
+            try:
+                tables.append(size_table(n, Path(tmp), codes))
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        if args.s3_rows:
+            tables.append(s3_table(args.s3_rows, old, args.baseline))
     tables[-1].notes.append(load_note(load))
     emit("planning", tables)
 
