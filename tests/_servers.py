@@ -8,7 +8,9 @@ tests. Prefect state lives in a temporary ``PREFECT_HOME`` (never ``~/.prefect``
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -266,3 +268,49 @@ class BusyProxy:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
         return Handler
+
+
+class S3RequestLog(logging.Handler):
+    """The in-process moto server's request log (werkzeug's access log), counted by kind.
+
+    ``with S3RequestLog() as log: ...`` then ``log.counts()``: objects listed (list
+    requests), read (GET), written (PUT/POST) and deleted (DELETE, bulk delete).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self._logger = logging.getLogger("werkzeug")
+        self._level = self._logger.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def __enter__(self) -> S3RequestLog:
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+
+    def counts(self) -> dict[str, int]:
+        """Requests by kind: list, read, head, write, delete."""
+        found = {"list": 0, "read": 0, "head": 0, "write": 0, "delete": 0}
+        for line in self.lines:
+            if '"' not in line:
+                continue
+            request = re.sub(r"\x1b\[[0-9;]*m", "", line.split('"')[1])  # werkzeug colours
+            method, _, target = request.partition(" ")
+            if method == "GET" and ("list-type=" in target or "prefix=" in target):
+                found["list"] += 1
+            elif method == "GET":
+                found["read"] += 1
+            elif method == "HEAD":
+                found["head"] += 1
+            elif method == "DELETE" or (method == "POST" and "?delete" in target):
+                found["delete"] += 1
+            elif method in ("PUT", "POST"):
+                found["write"] += 1
+        return found

@@ -39,6 +39,11 @@ if TYPE_CHECKING:
     from fashn_prefect.run.plan import PlannedRow
 
 IMAGES_DIR = "images"
+SNAPSHOT_EVERY = 200
+"""Settled rows per ledger snapshot: a crash leaves at most this many loose records of
+finished rows (plus those in flight) for a resume to read one by one."""
+
+logger = logging.getLogger(__name__)
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +106,9 @@ class Runtime:
         self._saves = itertools.count()
         self._row_locks: dict[str, threading.Lock] = {}
         self._written: dict[str, int] = {}
+        self._landed: dict[str, bytes] = {}
+        self._settled: list[RowRecord] = []
+        self._snapshotting = asyncio.Lock()
 
     async def save(self, record: RowRecord) -> None:
         """Write a ledger record without blocking the event loop, within the storage timeout.
@@ -124,8 +132,53 @@ class Runtime:
                     return
                 atomic_write(ledger.fs, ledger.path(key), data)
                 self._written[key] = number
+                self._landed[key] = data
 
         await bounded(self.config.storage_timeout, "saving a row's ledger record", write)
+
+    async def settle(self, record: RowRecord | None) -> None:
+        """Note that this run is done with a row it saved; every :data:`SNAPSHOT_EVERY`
+        such rows, move their records into a ledger snapshot (:meth:`snapshot`)."""
+        if self.ledger is None or record is None or record.row_key not in self._landed:
+            return
+        self._settled.append(record)
+        if len(self._settled) >= SNAPSHOT_EVERY:
+            await self.snapshot()
+
+    async def snapshot(self) -> None:
+        """Store the settled rows' records as one ledger snapshot, then delete their loose
+        records, then merge snapshots when there are many.
+
+        A loose record is deleted only when it holds exactly the snapshot's state (its
+        last write landed). A failure is logged and never fails the run: the loose
+        records stay, and a re-run reads them.
+        """
+        ledger = self.ledger
+        if ledger is None:
+            return
+        async with self._snapshotting:
+            batch, self._settled = self._settled, []
+            if not batch:
+                return
+            stored = [r.row_key for r in batch if self._landed.get(r.row_key) == r.to_json()]
+            label = self.flow_run_id or "run"
+
+            def write() -> None:
+                ledger.write_snapshot(batch, label)
+                ledger.delete_loose(stored)
+                for key in stored:
+                    self._landed.pop(key, None)
+
+            timeout = self.config.storage_timeout * max(1.0, len(batch) / 500)
+            try:
+                await bounded(timeout, "writing a ledger snapshot", write)
+                await bounded(timeout, "merging ledger snapshots", ledger.merge_snapshots)
+            except Exception as exc:
+                logger.warning(
+                    "Could not write a ledger snapshot (the rows' own records stay): %s: %s",
+                    type(exc).__name__,
+                    exc,
+                )
 
     async def store(self, what: str, func: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking storage call off the event loop, within the storage timeout."""

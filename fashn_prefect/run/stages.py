@@ -162,6 +162,7 @@ async def execute(
 
     async def one(index: int) -> dict[str, Any]:
         row = await run_row(rt, task, index, ahead)
+        await rt.settle(plan.rows[index].record)
         if on_failed is not None and row["status"] == "failed":
             on_failed(row)
         rt.stats.done += 1
@@ -172,6 +173,7 @@ async def execute(
         return row
 
     rows = list(await asyncio.gather(*(one(i) for i in launch_order(plan, expected))))
+    await rt.snapshot()
     await report_progress()
     return rows
 

@@ -1,26 +1,47 @@
 """The durable per-row ledger: every submission is written down before it is polled.
 
-One small JSON object per row key lives under ``{output}/ledger/``. It is rewritten
-atomically at each step of a row's life:
+Two forms live under ``{output}/ledger/``:
 
-``submitting`` (about to POST) → ``submitted`` (prediction id known) → ``completed``
-(outputs stored) or ``failed``; ``ambiguous`` when a POST's fate is unknown.
+* *Loose records*: one small JSON object per row key, rewritten atomically at each step
+  of a row's life: ``submitting`` (about to POST) → ``submitted`` (prediction id known)
+  → ``completed`` (outputs stored) or ``failed``; ``ambiguous`` when a POST's fate is
+  unknown. Only rows in flight (or settled since the last snapshot) have one.
+* *Snapshots*: immutable Parquet files under ``ledger/snapshots/``, one per batch of rows
+  a run has settled (:meth:`Ledger.write_snapshot`). Once a snapshot is stored, the
+  loose records it covers are deleted; when a folder holds more than
+  :data:`MERGE_AT` snapshots they are merged into one (:meth:`Ledger.merge_snapshots`).
 
-A re-run reads it to resume polling known predictions instead of submitting them again,
-and treats a row left in ``submitting`` as ambiguous: it may have been created and
-charged, so it is never resent without ``resubmit_ambiguous``.
+A re-run reads the ledger to resume polling known predictions instead of submitting them
+again, and treats a row left in ``submitting`` as ambiguous: it may have been created and
+charged, so it is never resent without ``resubmit_ambiguous``. A loose record is always
+newer than any snapshot of its row; among snapshots the latest ``updated_at`` wins. A
+snapshot that cannot be read makes the rows it may hold ambiguous, never new.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fashn_prefect.store.fs import atomic_write, filesystem, join, safe_name
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fashn_prefect.store.fs import atomic_write, filesystem, is_hidden, join, safe_name
 
 LEDGER_DIR = "ledger"
+SNAPSHOT_DIR = "snapshots"
+MERGE_AT = 16
+"""More snapshots than this in one output root are merged into one."""
+SNAPSHOT_SCHEMA = pa.schema(
+    [("row_key", pa.string()), ("updated_at", pa.string()), ("record", pa.binary())]
+)
+_LIST_TRIES = 5
 
 
 def utc_now() -> str:
@@ -79,29 +100,115 @@ class RowRecord:
         return cls(attempts=attempts, **raw)
 
 
+@dataclass(frozen=True)
+class _Damaged:
+    """A snapshot that could not be read, and the row keys it holds when those are known."""
+
+    path: str
+    problem: str
+    keys: frozenset[str] | None
+
+
 class Ledger:
-    """Reads and writes row records under ``{output}/ledger/``."""
+    """Reads and writes row records and snapshots under ``{output}/ledger/``."""
 
     def __init__(self, output_url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.fs, root = filesystem(output_url, **(storage_options or {}))
         self.root = join(root, LEDGER_DIR)
+        self.snapshot_root = join(self.root, SNAPSHOT_DIR)
 
     def path(self, row_key: str) -> str:
-        """Where a row key's record lives; the name cannot escape the ledger folder."""
+        """Where a row key's loose record lives; the name cannot escape the ledger folder."""
         return join(self.root, f"{safe_name(row_key)}.json")
 
     def save(self, record: RowRecord) -> None:
-        """Atomically replace the row's record."""
+        """Atomically replace the row's loose record."""
         record.updated_at = utc_now()
         atomic_write(self.fs, self.path(record.row_key), record.to_json())
 
+    def write_snapshot(self, records: Sequence[RowRecord], label: str = "run") -> str:
+        """Store ``records`` as one new, immutable snapshot; return its path."""
+        table = pa.table(
+            {
+                "row_key": [r.row_key for r in records],
+                "updated_at": [r.updated_at for r in records],
+                "record": [r.to_json() for r in records],
+            },
+            schema=SNAPSHOT_SCHEMA,
+        )
+        name = f"{utc_now().replace(':', '')}-{safe_name(label, 40)}-{uuid.uuid4().hex[:12]}"
+        path = join(self.snapshot_root, f"{name}.parquet")
+        atomic_write(self.fs, path, _parquet_bytes(table))
+        return path
+
+    def delete_loose(self, row_keys: Iterable[str]) -> None:
+        """Delete these rows' loose records (a snapshot holds them now); missing ones are fine."""
+        _remove(self.fs, [self.path(k) for k in row_keys])
+
+    def merge_snapshots(self, at: int | None = None) -> str | None:
+        """Merge the snapshots into one when there are more than ``at`` (default
+        :data:`MERGE_AT`); return the merged snapshot's path.
+
+        The merged snapshot (the newest record of each row) is stored before the snapshots
+        it replaces are deleted, and only those, so runs merging or writing at the same
+        time never lose a row. Nothing is merged while any snapshot cannot be read.
+        """
+        paths = self._snapshot_paths()
+        if len(paths) <= (MERGE_AT if at is None else at):
+            return None
+        tables, damaged = self._read_snapshots(paths)
+        if damaged or len(tables) != len(paths):
+            return None
+        merged = _newest(pa.concat_tables(tables))
+        name = f"{utc_now().replace(':', '')}-merged-{uuid.uuid4().hex[:12]}"
+        path = join(self.snapshot_root, f"{name}.parquet")
+        atomic_write(self.fs, path, _parquet_bytes(merged))
+        _remove(self.fs, paths)  # a snapshot another run merged too is gone already
+        return path
+
     def load_many(self, row_keys: list[str]) -> dict[str, RowRecord | UnreadableRecord]:
-        """Records for those of ``row_keys`` that have one (one listing, then batched reads).
+        """Records for those of ``row_keys`` that have one: the snapshots (one listing,
+        one read each), then the loose records (one listing, then batched reads).
 
         A record that exists but cannot be read or parsed (damaged, truncated, a storage
         error) comes back as an :class:`UnreadableRecord`, never as "no record": the row
-        may have been submitted, so it must not be planned as new.
+        may have been submitted, so it must not be planned as new. So does every row a
+        damaged snapshot may hold.
         """
+        wanted = set(row_keys)
+        if not wanted:
+            return {}
+        records = self._load_snapshots(wanted)
+        records.update(self._load_loose(row_keys))
+        return records
+
+    def _load_snapshots(self, wanted: set[str]) -> dict[str, RowRecord | UnreadableRecord]:
+        for _ in range(_LIST_TRIES):
+            paths = self._snapshot_paths()
+            tables, damaged = self._read_snapshots(paths)
+            if len(tables) + len(damaged) == len(paths):
+                break
+            # A listed snapshot vanished: another run merged it into one not yet listed.
+        else:
+            raise OSError(f"the ledger snapshots under {self.snapshot_root} kept changing")
+        records: dict[str, RowRecord | UnreadableRecord] = {}
+        if tables:
+            table = pa.concat_tables(tables)
+            table = _newest(
+                table.filter(pc.is_in(table["row_key"], pa.array(list(wanted), pa.string())))
+            )
+            for key, data in zip(
+                table["row_key"].to_pylist(), table["record"].to_pylist(), strict=True
+            ):
+                parsed = _parse(key, data, self._shown(self.snapshot_root))
+                if parsed is not None:
+                    records[key] = parsed
+        for bad in damaged:
+            for key in wanted if bad.keys is None else bad.keys & wanted:
+                records[key] = UnreadableRecord(key, self._shown(bad.path), bad.problem)
+        return records
+
+    def _load_loose(self, row_keys: list[str]) -> dict[str, RowRecord | UnreadableRecord]:
         try:
             existing = set(self.fs.ls(self.root, detail=False))
         except FileNotFoundError:
@@ -110,24 +217,116 @@ class Ledger:
         wanted = {self.path(k): k for k in row_keys if f"{safe_name(k)}.json" in existing}
         if not wanted:
             return {}
-        contents = self.fs.cat(list(wanted), on_error="return")
+        contents = _read_all(self.fs, list(wanted))
         records: dict[str, RowRecord | UnreadableRecord] = {}
         for path, data in contents.items():
             key = wanted.get(path) or wanted.get(path.rstrip("/"))
             if key is None or isinstance(data, FileNotFoundError):
                 continue
-            shown = self.fs.unstrip_protocol(self.path(key))
+            shown = self._shown(self.path(key))
             if isinstance(data, BaseException):
                 records[key] = UnreadableRecord(key, shown, f"{type(data).__name__}: {data}")
                 continue
-            try:
-                record = RowRecord.from_json(data)
-            except (ValueError, TypeError, AttributeError) as exc:
-                records[key] = UnreadableRecord(key, shown, f"{type(exc).__name__}: {exc}")
-                continue
-            if record.row_key == key:
-                records[key] = record
+            parsed = _parse(key, data, shown)
+            if parsed is not None:
+                records[key] = parsed
         return records
+
+    def _snapshot_paths(self) -> list[str]:
+        self.fs.invalidate_cache(self.snapshot_root)
+        try:
+            found = self.fs.ls(self.snapshot_root, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(p for p in found if p.endswith(".parquet") and not is_hidden(p))
+
+    def _read_snapshots(self, paths: list[str]) -> tuple[list[pa.Table], list[_Damaged]]:
+        """The readable snapshots and the damaged ones; a vanished one is in neither."""
+        if not paths:
+            return [], []
+        contents = _read_all(self.fs, paths)
+        tables: list[pa.Table] = []
+        damaged: list[_Damaged] = []
+        for path in paths:
+            data = contents[path]
+            if isinstance(data, FileNotFoundError):
+                continue
+            if isinstance(data, BaseException):
+                damaged.append(_Damaged(path, f"{type(data).__name__}: {data}", None))
+                continue
+            try:
+                table = pq.read_table(pa.BufferReader(data))
+                if not table.schema.equals(SNAPSHOT_SCHEMA):
+                    raise ValueError(f"unexpected columns {table.schema.names}")
+                tables.append(table)
+            except Exception as exc:
+                damaged.append(_Damaged(path, f"{type(exc).__name__}: {exc}", _keys_of(data)))
+        return tables, damaged
+
+    def _shown(self, path: str) -> str:
+        return str(self.fs.unstrip_protocol(path))
+
+
+def _parse(key: str, data: bytes, shown: str) -> RowRecord | UnreadableRecord | None:
+    """The record of ``key`` in ``data``; None when it names another row key."""
+    try:
+        record = RowRecord.from_json(data)
+    except (ValueError, TypeError, AttributeError) as exc:
+        return UnreadableRecord(key, shown, f"{type(exc).__name__}: {exc}")
+    return record if record.row_key == key else None
+
+
+def _keys_of(data: bytes) -> frozenset[str] | None:
+    """The row keys of a damaged snapshot whose key column still reads, else None."""
+    try:
+        table = pq.read_table(pa.BufferReader(data), columns=["row_key"])
+        return frozenset(str(k) for k in table["row_key"].to_pylist())
+    except Exception:
+        return None
+
+
+def _newest(table: pa.Table) -> pa.Table:
+    """One row per row key: the latest ``updated_at`` (on a tie, the one read last)."""
+    if table.num_rows < 2:
+        return table
+    indexed = table.append_column("_i", pa.array(range(table.num_rows), pa.int64()))
+    order = pc.sort_indices(
+        indexed,
+        sort_keys=[("row_key", "ascending"), ("updated_at", "descending"), ("_i", "descending")],
+    )
+    ordered = table.take(order)
+    keys = ordered["row_key"].combine_chunks()
+    changed = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
+    first = pa.concat_arrays([pa.array([True]), changed])
+    return ordered.filter(first)
+
+
+def _read_all(fs: Any, paths: list[str]) -> dict[str, bytes | BaseException]:
+    """Each object whole, in one request apiece (concurrent on object stores); a failed
+    read comes back as its exception. (Reading "from byte 0" spares s3fs the size
+    request it makes before a whole-object read.)"""
+    if not paths:
+        return {}
+    starts, ends = [0] * len(paths), [None] * len(paths)
+    return dict(zip(paths, fs.cat_ranges(paths, starts, ends, on_error="return"), strict=True))
+
+
+def _remove(fs: Any, paths: list[str]) -> None:
+    """Delete ``paths`` (in bulk where the store can); those already gone are fine."""
+    if not paths:
+        return
+    try:
+        fs.rm(paths)
+    except FileNotFoundError:
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(path)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())
 
 
 @dataclass(frozen=True)

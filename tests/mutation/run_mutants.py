@@ -57,6 +57,7 @@ ACCOUNT = "fashn_prefect/scheduler/account.py"
 OVERLAP = "fashn_prefect/jobs/overlap.py"
 T_LIMITS = ("tests/scheduler/test_account.py",)
 T_PLAN = ("tests/run/test_plan.py",)
+T_SNAPSHOTS = ("tests/store/test_ledger_snapshots.py",)
 T_CLIENT = ("tests/api/test_client_mock.py",)
 T_EDGES = ("tests/scenarios/test_edges.py",)
 T_RUN_RATE = (
@@ -149,9 +150,30 @@ MUTANTS = (
     Mutant(
         "ledger-skips-damaged-records",
         LEDGER,
-        'records[key] = UnreadableRecord(key, shown, f"{type(exc).__name__}: {exc}")',
-        "pass",
+        'return UnreadableRecord(key, shown, f"{type(exc).__name__}: {exc}")',
+        "return None",
         T_PLAN,
+    ),
+    Mutant(
+        "ledger-snapshot-overrides-a-newer-loose-record",
+        LEDGER,
+        "        records = self._load_snapshots(wanted)\n        records.update(self._load_loose(row_keys))",
+        "        records = self._load_loose(row_keys)\n        records.update(self._load_snapshots(wanted))",
+        T_SNAPSHOTS,
+    ),
+    Mutant(
+        "ledger-merge-deletes-snapshots-it-did-not-read",
+        LEDGER,
+        "        _remove(self.fs, paths)  # a snapshot another run merged too is gone already",
+        "        _remove(self.fs, self._snapshot_paths())",
+        T_SNAPSHOTS,
+    ),
+    Mutant(
+        "runtime-deletes-loose-records-whose-last-write-failed",
+        RUNTIME,
+        "stored = [r.row_key for r in batch if self._landed.get(r.row_key) == r.to_json()]",
+        "stored = [r.row_key for r in batch]",
+        T_SNAPSHOTS,
     ),
     # -- submit and predict: a submission is recorded before it is sent, never sent twice
     Mutant(

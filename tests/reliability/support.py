@@ -96,7 +96,7 @@ def audit_tree(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, int]:
         data = fs.cat_file(path)
         if name.endswith(".parquet"):
             pq.read_table(io.BytesIO(data))
-            counts["parquet"] += 1
+            counts["ledger_snapshots" if folder == "ledger" else "parquet"] += 1
         elif folder == "images":
             with Image.open(io.BytesIO(data)) as image:
                 image.load()
