@@ -15,6 +15,7 @@ summary, the log and the CLI say so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -123,7 +124,7 @@ def chunk_rows(
 
 
 def _spent_before(
-    jobs: list[PlannedRow], output_url: str, storage_options: dict[str, Any]
+    jobs: Sequence[PlannedRow], output_url: str, storage_options: dict[str, Any]
 ) -> tuple[int, set[str]]:
     """Credits already charged for these rows (results tables + ledger records not yet
     reported), and the row keys that results tables report."""

@@ -20,6 +20,7 @@ catalog run submits nothing and writes no results table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,7 +56,7 @@ class CatalogChanges:
 
 
 def classify(
-    rows: list[RowSpec],
+    rows: Sequence[RowSpec],
     output_url: str,
     storage_options: dict[str, Any] | None = None,
     retry_failed: bool = False,

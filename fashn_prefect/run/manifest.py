@@ -10,27 +10,36 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fashn_prefect.errors import ManifestError
 from fashn_prefect.store.fs import filesystem
+from fashn_prefect.store.rows import BatchedRows
 
 ManifestFormat = Literal["csv", "parquet"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Manifest:
-    """Decoded manifest rows, in file order."""
+    """Decoded manifest rows, in file order: an Arrow table read from the file, seen as
+    dicts through ``rows`` (values as written: CSV text, Parquet types; NaN is None)."""
 
     url: str
     format: ManifestFormat
     columns: tuple[str, ...]
-    rows: tuple[dict[str, Any], ...]
+    rows: Sequence[dict[str, Any]]
+
+    @property
+    def table(self) -> pa.Table | None:
+        """The rows as an Arrow table, when they were read or given as one."""
+        return self.rows.table if isinstance(self.rows, BatchedRows) else None
 
 
 def detect_format(url: str) -> ManifestFormat:
@@ -71,7 +80,7 @@ def read_manifest(
     return Manifest(url=url, format=fmt, columns=columns, rows=rows)
 
 
-def _decode_csv(raw: bytes, url: str) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
+def _decode_csv(raw: bytes, url: str) -> tuple[BatchedRows, tuple[str, ...]]:
     if raw.startswith(b"\x1f\x8b"):
         import gzip
 
@@ -105,8 +114,9 @@ def _decode_csv(raw: bytes, url: str) -> tuple[tuple[dict[str, Any], ...], tuple
     columns = tuple(str(c).strip() for c in frame.columns)
     _check_columns(columns, url)
     frame.columns = list(columns)
-    records = frame.to_dict(orient="records")
-    return tuple({str(k): v for k, v in r.items()} for r in records), columns
+    # Every column is text; a field missing from a short line is NaN in pandas, None here.
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return BatchedRows(_without_nan(table)), columns
 
 
 def rows_manifest(rows: Any, url: str = "memory://rows") -> Manifest:
@@ -119,9 +129,11 @@ def rows_manifest(rows: Any, url: str = "memory://rows") -> Manifest:
         rows = pa.Table.from_pandas(rows, preserve_index=False)
     if isinstance(rows, pa.Table):
         columns = tuple(str(name).strip() for name in rows.column_names)
-        records: list[dict[str, Any]] = [
-            dict(zip(columns, r.values(), strict=True)) for r in rows.to_pylist()
-        ]
+        _check_columns(columns, url)
+        if rows.num_rows == 0:
+            raise ManifestError(f"No rows given: {url}")
+        table = _without_nan(rows.rename_columns(list(columns)))
+        return Manifest(url=url, format="parquet", columns=columns, rows=BatchedRows(table))
     else:
         try:
             records = [{str(k).strip(): v for k, v in dict(row).items()} for row in rows]
@@ -137,7 +149,7 @@ def rows_manifest(rows: Any, url: str = "memory://rows") -> Manifest:
     return Manifest(url=url, format="parquet", columns=columns, rows=cleaned)
 
 
-def _decode_parquet(raw: bytes, url: str) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
+def _decode_parquet(raw: bytes, url: str) -> tuple[BatchedRows, tuple[str, ...]]:
     try:
         table = pq.read_table(pa.BufferReader(raw))
     except Exception as exc:
@@ -149,13 +161,31 @@ def _decode_parquet(raw: bytes, url: str) -> tuple[tuple[dict[str, Any], ...], t
         raise ManifestError(f"Manifest {url} has column names that are not UTF-8.") from None
     _check_columns(columns, url)
     try:
-        records = table.to_pylist()
+        table = _without_nan(table.rename_columns(list(columns)))
+        _check_decodable(table)
     except Exception as exc:
         raise ManifestError(f"Manifest {url} has values that cannot be decoded: {exc}") from None
-    rows = tuple(
-        {columns[i]: _clean(v) for i, v in enumerate(record.values())} for record in records
-    )
-    return rows, columns
+    return BatchedRows(table), columns
+
+
+def _check_decodable(table: pa.Table) -> None:
+    """Raise when a value cannot become a Python value (invalid UTF-8, a date out of
+    range...), before anything is validated: text is checked in Arrow, other types that
+    can fail are decoded."""
+    table.validate(full=True)
+    simple = (pa.types.is_string, pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
+    for column in table.columns:
+        if not any(check(column.type) for check in simple):
+            column.to_pylist()
+
+
+def _without_nan(table: pa.Table) -> pa.Table:
+    """``table`` with NaN in its floating-point columns read as missing (None)."""
+    for index, column in enumerate(table.columns):
+        if pa.types.is_floating(column.type):
+            cleaned = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+            table = table.set_column(index, table.field(index), cleaned)
+    return table
 
 
 def _clean(value: Any) -> Any:

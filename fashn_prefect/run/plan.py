@@ -19,13 +19,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, overload
+
+import numpy as np
 
 from fashn_prefect.errors import PERMANENT_ERRORS
-from fashn_prefect.run.validate import RowSpec
-from fashn_prefect.store.ledger import Ledger, RowRecord, UnreadableRecord
+from fashn_prefect.run.validate import RowSpec, ValidRows
+from fashn_prefect.store.ledger import (
+    Ledger,
+    LedgerRecords,
+    RecordSummary,
+    RowRecord,
+    UnreadableRecord,
+)
 from fashn_prefect.store.results import completed_rows, reported_charges
 
 Action = Literal["submit", "resume", "recover", "skip", "ambiguous", "failed"]
@@ -45,15 +54,116 @@ class PlannedRow:
     """Predictions of this row whose charge an earlier results table already reports."""
 
 
-@dataclass
+class PlannedRows(Sequence[PlannedRow]):
+    """A plan's rows, built when read: a million-row plan keeps its actions as a list and
+    its specs, earlier results and ledger records where they were (columnar). A row read
+    by index is kept until :meth:`release`, so the run's changes to it (its record) last."""
+
+    def __init__(
+        self,
+        specs: Sequence[RowSpec],
+        actions: list[Action],
+        records: Mapping[str, RowRecord | UnreadableRecord],
+        previous: Sequence[dict[str, Any]],
+        previous_slot: Any,
+    ) -> None:
+        self.specs = specs
+        self.actions = actions
+        self._records = records
+        self._previous = previous
+        self._previous_slot = previous_slot
+        self._reported: frozenset[str] = frozenset()
+        self._held: dict[int, PlannedRow] = {}
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @overload
+    def __getitem__(self, index: int) -> PlannedRow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[PlannedRow]: ...
+
+    def __getitem__(self, index: int | slice) -> PlannedRow | list[PlannedRow]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        row = self._held.get(index)
+        if row is None:
+            row = self._held[index] = self._build(index, self.specs[index])
+        return row
+
+    def __iter__(self) -> Iterator[PlannedRow]:
+        for index, spec in enumerate(self.specs):
+            held = self._held.get(index)
+            yield held if held is not None else self._build(index, spec)
+
+    def unreadable_keys(self) -> set[str]:
+        """Row keys whose ledger record could not be read."""
+        records = self._records
+        if isinstance(records, LedgerRecords):
+            return records.unreadable_keys()
+        return {k for k, v in records.items() if isinstance(v, UnreadableRecord)}
+
+    def release(self, index: int) -> None:
+        """Forget the row at ``index`` once the run is done with it (memory)."""
+        self._held.pop(index, None)
+
+    def _build(self, index: int, spec: RowSpec) -> PlannedRow:
+        action = self.actions[index]
+        if action == "skip":
+            previous = self._previous[int(self._previous_slot[index])]
+            return PlannedRow(spec, "skip", previous=previous)
+        found = self._records.get(spec.row_key)
+        if isinstance(found, UnreadableRecord):
+            if action not in ("submit", "ambiguous"):
+                # Its snapshot row read, but the record in it did not: its fate is unknown.
+                action = self.actions[index] = "ambiguous"
+            return PlannedRow(spec, action, problem=found.describe())
+        if found is None or found.inputs_hash != spec.inputs_hash:
+            return PlannedRow(spec, action)
+        reported = self._reported if action in ("failed", "ambiguous") else frozenset()
+        return PlannedRow(spec, action, found, reported_charges=reported)
+
+
 class Plan:
     """The jobs of a run, in manifest order."""
 
-    rows: list[PlannedRow] = field(default_factory=list)
+    def __init__(self, rows: Sequence[PlannedRow] | None = None) -> None:
+        self.rows: Sequence[PlannedRow] = [] if rows is None else rows
+
+    def _actions(self) -> list[Action]:
+        if isinstance(self.rows, PlannedRows):
+            return self.rows.actions
+        return [j.action for j in self.rows]
+
+    def count(self, *actions: Action) -> int:
+        """How many jobs have one of ``actions``."""
+        wanted = set(actions)
+        return sum(1 for action in self._actions() if action in wanted)
 
     def by_action(self, *actions: Action) -> list[PlannedRow]:
         """Jobs whose action is one of ``actions``."""
-        return [j for j in self.rows if j.action in actions]
+        wanted = set(actions)
+        return [self.rows[i] for i, a in enumerate(self._actions()) if a in wanted]
+
+    def unreadable(self) -> list[PlannedRow]:
+        """Jobs whose ledger record exists but could not be read (they carry a problem)."""
+        rows = self.rows
+        if isinstance(rows, PlannedRows):
+            keys = rows.unreadable_keys()
+            if not keys:
+                return []
+            return [row for row in rows if row.spec.row_key in keys and row.problem]
+        return [row for row in rows if row.problem]
+
+    def unknown_models(self) -> dict[str, int]:
+        """Rows by model name, for models the specs do not describe (pass-through)."""
+        rows = self.rows
+        if isinstance(rows, PlannedRows) and isinstance(rows.specs, ValidRows):
+            return rows.specs.unknown_models()
+        return dict(Counter(r.spec.model_name for r in rows if not r.spec.catalogued))
 
     @property
     def to_submit(self) -> list[PlannedRow]:
@@ -63,7 +173,14 @@ class Plan:
     @property
     def estimated_credits(self) -> int:
         """Expected charge of the predictions this run will create or resume."""
-        return sum(j.spec.estimated_credits for j in self.by_action("submit", "resume"))
+        rows = self.rows
+        if isinstance(rows, PlannedRows) and isinstance(rows.specs, ValidRows):
+            credits = rows.specs.credits
+            return sum(credits[i] for i, a in enumerate(rows.actions) if a in _CHARGED)
+        return sum(j.spec.estimated_credits for j in self.by_action(*_CHARGED))
+
+
+_CHARGED: tuple[Action, ...] = ("submit", "resume")
 
 
 def launch_order(plan: Plan, expected_seconds: Callable[[RowSpec], float]) -> list[int]:
@@ -87,7 +204,7 @@ def launch_order(plan: Plan, expected_seconds: Callable[[RowSpec], float]) -> li
 
 
 def make_plan(
-    rows: list[RowSpec],
+    rows: Sequence[RowSpec],
     output_url: str,
     *,
     resubmit_ambiguous: bool = False,
@@ -95,51 +212,54 @@ def make_plan(
     storage_options: dict[str, Any] | None = None,
 ) -> Plan:
     """Compare ``rows`` with what the output root already holds and build the plan."""
+    keys, hashes = _keys_and_hashes(rows)
     done = completed_rows(output_url, storage_options)
-    pending_keys = [r.row_key for r in rows if (r.row_key, r.inputs_hash) not in done]
-    records = Ledger(output_url, storage_options).load_many(pending_keys)
-    plan = Plan()
-    for spec in rows:
-        previous = done.get((spec.row_key, spec.inputs_hash))
-        if previous is not None:
-            plan.rows.append(PlannedRow(spec, "skip", previous=previous))
-            continue
-        record = records.get(spec.row_key)
-        if isinstance(record, UnreadableRecord):
-            action: Action = "submit" if resubmit_ambiguous else "ambiguous"
-            plan.rows.append(PlannedRow(spec, action, problem=record.describe()))
-        elif record is None or record.inputs_hash != spec.inputs_hash:
-            plan.rows.append(PlannedRow(spec, "submit"))
+    done_index = done.match(keys, hashes)
+    pending = [i for i in range(len(keys)) if done_index[i] < 0]
+    records = Ledger(output_url, storage_options).load_many([keys[i] for i in pending])
+    summaries = records.summaries([keys[i] for i in pending]) if len(records) else []
+    actions: list[Action] = ["skip"] * len(keys)
+    charged = False
+    for n, i in enumerate(pending):
+        found = summaries[n] if summaries else None
+        if isinstance(found, UnreadableRecord):
+            actions[i] = "submit" if resubmit_ambiguous else "ambiguous"
+        elif found is None or found.inputs_hash != hashes[i]:
+            actions[i] = "submit"
         else:
-            action = _action_for(record, resubmit_ambiguous, retry_failed)
-            plan.rows.append(PlannedRow(spec, action, record))
-    # Only rows reported again from their record (no new attempt) can repeat a charge.
-    charged_rows = [
-        j
-        for j in plan.rows
-        if j.action in ("failed", "ambiguous") and j.record is not None and _has_charge(j.record)
-    ]
-    if charged_rows:
-        reported = reported_charges(output_url, storage_options)
-        for job in charged_rows:
-            job.reported_charges = reported
-    return plan
+            actions[i] = _action_for(found, resubmit_ambiguous, retry_failed)
+            # Only rows reported again from their record (no new attempt) can repeat a charge.
+            charged = charged or (found.charged and actions[i] in ("failed", "ambiguous"))
+    # Earlier results of skipped rows, in plan order (read a batch at a time, in order).
+    skipped = np.flatnonzero(done_index >= 0)
+    previous_slot = np.full(len(keys), -1, dtype=np.int64)
+    previous_slot[skipped] = np.arange(len(skipped))
+    previous = done.rows(done_index[skipped])
+    planned = PlannedRows(rows, actions, records, previous, previous_slot)
+    if charged:
+        planned._reported = reported_charges(output_url, storage_options)
+    return Plan(planned)
 
 
-def _has_charge(record: RowRecord) -> bool:
-    return any((a.credits_used or 0) > 0 for a in record.attempts)
+def _keys_and_hashes(rows: Sequence[RowSpec]) -> tuple[list[str], list[str]]:
+    if isinstance(rows, ValidRows):
+        return rows.keys, rows.hashes
+    return [r.row_key for r in rows], [r.inputs_hash for r in rows]
 
 
-def _action_for(record: RowRecord, resubmit_ambiguous: bool, retry_failed: bool) -> Action:
-    last = record.last
-    if record.status == "completed" and record.outputs:
+def _action_for(record: RecordSummary, resubmit_ambiguous: bool, retry_failed: bool) -> Action:
+    if record.status == "completed" and record.has_outputs:
         return "recover"
-    if last is None:
+    if record.last_status is None:
         return "submit"
-    if record.status == "failed" and last.error_name in PERMANENT_ERRORS and not retry_failed:
+    if (
+        record.status == "failed"
+        and record.last_error_name in PERMANENT_ERRORS
+        and not retry_failed
+    ):
         return "failed"
-    if last.status in ("submitted", "completed") and last.prediction_id:
+    if record.last_status in ("submitted", "completed") and record.last_prediction_id:
         return "resume"
-    if last.status in ("submitting", "ambiguous"):
+    if record.last_status in ("submitting", "ambiguous"):
         return "submit" if resubmit_ambiguous else "ambiguous"
     return "submit"

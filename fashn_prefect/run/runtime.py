@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -102,7 +102,7 @@ class Runtime:
             self.fs, root = filesystem(config.output, **config.storage_options)
             self.images_root = join(root, IMAGES_DIR)
         self.stats = RunStats()
-        self.rows: list[PlannedRow] = []
+        self.rows: Sequence[PlannedRow] = []
         self._saves = itertools.count()
         self._row_locks: dict[str, threading.Lock] = {}
         self._written: dict[str, int] = {}

@@ -8,7 +8,6 @@ own, so a reader follows one path: validate → :func:`plan_or_refuse` → :func
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,9 +97,8 @@ async def plan_or_refuse(checked: CheckedRows, request: RunRequest) -> tuple[Pla
     )
     summary = _plan_summary(report, plan)
     log.info("Plan: %s", summary)
-    for row in plan.rows:
-        if row.problem:
-            log.warning("Row %r: %s", row.spec.row_key, row.problem)
+    for row in plan.unreadable():
+        log.warning("Row %r: %s", row.spec.row_key, row.problem)
     if summary["unknown_models"]:
         log.warning(
             "Models the specs do not describe run as a pass-through (inputs sent as given, "
@@ -122,7 +120,7 @@ async def plan_or_refuse(checked: CheckedRows, request: RunRequest) -> tuple[Pla
             message,
             budget,
             plan.estimated_credits,
-            len(plan.by_action("submit", "resume")),
+            plan.count("submit", "resume"),
             account_of(request.credentials),
         )
         raise BudgetExceeded(message)
@@ -240,7 +238,7 @@ async def _balance_allows(rt: Runtime, plan: Plan, account_id: str) -> CreditBal
             f"estimated {plan.estimated_credits} credits exceeds the account balance of "
             f"{balance.total}; nothing was submitted"
         )
-        to_run = len(plan.by_action("submit", "resume"))
+        to_run = plan.count("submit", "resume")
         budget_refused(message, balance.total, plan.estimated_credits, to_run, account_id)
         raise BudgetExceeded(message)
     return balance
@@ -297,14 +295,12 @@ def _plan_summary(report: ValidationReport, plan: Plan) -> dict[str, Any]:
         "rows": report.total_rows,
         "valid": len(report.rows),
         "invalid": len(report.invalid_rows),
-        "to_submit": len(plan.by_action("submit")),
-        "to_resume": len(plan.by_action("resume")),
-        "recovered": len(plan.by_action("recover")),
-        "already_completed": len(plan.by_action("skip")),
-        "ambiguous": len(plan.by_action("ambiguous")),
-        "failed_before": len(plan.by_action("failed")),
+        "to_submit": plan.count("submit"),
+        "to_resume": plan.count("resume"),
+        "recovered": plan.count("recover"),
+        "already_completed": plan.count("skip"),
+        "ambiguous": plan.count("ambiguous"),
+        "failed_before": plan.count("failed"),
         "estimated_credits": plan.estimated_credits,
-        "unknown_models": dict(
-            Counter(r.spec.model_name for r in plan.rows if not r.spec.catalogued)
-        ),
+        "unknown_models": plan.unknown_models(),
     }

@@ -16,16 +16,20 @@ give it full validation and estimates.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+import sys
+from array import array
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from fashn_prefect.api import specs
 from fashn_prefect.api.specs import load_models_from_env
 from fashn_prefect.errors import UnknownModel
+from fashn_prefect.run.columnar import ClearedRows, clear_rows
 from fashn_prefect.run.manifest import Manifest
 from fashn_prefect.store.fs import filesystem
 
@@ -76,7 +80,7 @@ class RowSpec:
 class ValidationReport:
     """The outcome of validating a manifest: valid rows plus every problem found."""
 
-    rows: list[RowSpec] = field(default_factory=list)
+    rows: Sequence[RowSpec] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
     invalid_rows: dict[int, list[RowProblem]] = field(default_factory=dict)
     total_rows: int = 0
@@ -94,6 +98,8 @@ class ValidationReport:
     @property
     def estimated_credits(self) -> int:
         """Expected charge for all valid rows if every prediction completes."""
+        if isinstance(self.rows, ValidRows):
+            return sum(self.rows.credits)
         return sum(r.estimated_credits for r in self.rows)
 
     def format(self, limit: int | None = None) -> str:
@@ -121,12 +127,13 @@ def validate_manifest(
     """Check every row of ``manifest``; ``model_name`` applies to rows without one.
 
     ``allow_unknown_models=False`` makes a model name the specs do not describe an error
-    instead of a pass-through.
+    instead of a pass-through. A manifest held as an Arrow table is checked column by
+    column first (:mod:`fashn_prefect.run.columnar`); the rows that does not clear are
+    checked one by one, with the same problems and the same row keys and hashes.
     """
     load_models_from_env()
-    report = ValidationReport(total_rows=len(manifest.rows))
-    images = _ImageChecker(storage_options or {}) if check_images else None
-    seen_keys: dict[str, int] = {}
+    total = len(manifest.rows)
+    report = ValidationReport(rows=ValidRows(manifest.rows), total_rows=total)
     if model_name is None and "model_name" not in manifest.columns:
         report.problems.append(
             RowProblem(
@@ -136,14 +143,40 @@ def validate_manifest(
                 "(pass --model-name or add a model_name column)",
             )
         )
-        report.invalid_rows = {i + 1: [] for i in range(len(manifest.rows))}
+        report.invalid_rows = {i + 1: [] for i in range(total)}
         return report
-    for index, raw in enumerate(manifest.rows):
-        row = index + 1
+    table = manifest.table
+    cleared = clear_rows(table, model_name)[0] if table is not None else ClearedRows()
+    row_ids = _row_ids(manifest)
+    images = _ImageChecker(storage_options or {}) if check_images else None
+    seen_keys: dict[str, int] = {}
+    next_cleared = 0
+    valid = report.rows
+    assert isinstance(valid, ValidRows)
+    for position in range(total):
+        row = position + 1
+        given_id = row_ids[position]
         problems: list[RowProblem] = []
-        spec = _validate_row(row, raw, model_name, problems, images, allow_unknown_models)
-        given_id = raw.get("row_id")
-        key = str(given_id).strip() if _present(given_id) else spec.row_key if spec else None
+        if next_cleared < len(cleared.positions) and cleared.positions[next_cleared] == position:
+            i, next_cleared = next_cleared, next_cleared + 1
+            digest = cleared.hashes[i]
+            own_key = str(given_id).strip() if _present(given_id) else f"auto-{digest[:16]}"
+            found: tuple[str, str, int, bool] | None = (
+                own_key,
+                cleared.models[i],
+                cleared.credits[i],
+                True,
+            )
+            spec_hash = digest
+        else:
+            raw = manifest.rows[position]
+            spec = _validate_row(row, raw, model_name, problems, images, allow_unknown_models)
+            found = None
+            spec_hash = ""
+            if spec is not None:
+                found = (spec.row_key, spec.model_name, spec.estimated_credits, spec.catalogued)
+                spec_hash = spec.inputs_hash
+        key = str(given_id).strip() if _present(given_id) else found[0] if found else None
         if key is not None:
             first = seen_keys.setdefault(key, row)
             if first != row:
@@ -153,9 +186,140 @@ def validate_manifest(
         report.problems.extend(problems)
         if any(p.level == "error" for p in problems):
             report.invalid_rows[row] = problems
-        elif spec is not None:
-            report.rows.append(spec)
+        elif found is not None:
+            valid.append(position, found[0], found[1], spec_hash, found[2], found[3])
     return report
+
+
+def _row_ids(manifest: Manifest) -> list[Any]:
+    """Each row's ``row_id`` value as given (None where the column is absent)."""
+    table = manifest.table
+    if "row_id" not in manifest.columns:
+        return [None] * len(manifest.rows)
+    if table is not None:
+        return table["row_id"].to_pylist()
+    return [raw.get("row_id") for raw in manifest.rows]
+
+
+class ValidRows(Sequence[RowSpec]):
+    """The valid rows of a manifest, kept as a few columns; each :class:`RowSpec` is
+    rebuilt from its manifest row when it is read (a million rows stay small)."""
+
+    def __init__(self, source: Sequence[Mapping[str, Any]]) -> None:
+        self._source = source
+        self._positions = array("q")
+        self._keys: list[str] = []
+        self._models: list[str] = []
+        self._hashes: list[str] = []
+        self._credits = array("q")
+        self._catalogued = bytearray()
+
+    def append(
+        self, position: int, key: str, model: str, digest: str, credits: int, catalogued: bool
+    ) -> None:
+        """Add the manifest row at 0-based ``position``, with what validation found."""
+        self._positions.append(position)
+        self._keys.append(key)
+        self._models.append(sys.intern(model))
+        self._hashes.append(digest)
+        self._credits.append(credits)
+        self._catalogued.append(catalogued)
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @overload
+    def __getitem__(self, index: int) -> RowSpec: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RowSpec]: ...
+
+    def __getitem__(self, index: int | slice) -> RowSpec | list[RowSpec]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        position = self._positions[index]
+        model, catalogued = self._models[index], bool(self._catalogued[index])
+        inputs, metadata = split_row(self._source[position], model, catalogued)
+        return RowSpec(
+            row=position + 1,
+            row_key=self._keys[index],
+            model_name=model,
+            inputs=inputs,
+            metadata=metadata,
+            inputs_hash=self._hashes[index],
+            estimated_credits=self._credits[index],
+            catalogued=catalogued,
+        )
+
+    @property
+    def keys(self) -> list[str]:
+        """Every valid row's key, in manifest order."""
+        return self._keys
+
+    @property
+    def hashes(self) -> list[str]:
+        """Every valid row's inputs hash, in manifest order."""
+        return self._hashes
+
+    @property
+    def models(self) -> list[str]:
+        """Every valid row's model name, in manifest order."""
+        return self._models
+
+    def unknown_models(self) -> dict[str, int]:
+        """Valid rows by model name, for models the specs do not describe."""
+        found: dict[str, int] = {}
+        for model, catalogued in zip(self._models, self._catalogued, strict=True):
+            if not catalogued:
+                found[model] = found.get(model, 0) + 1
+        return found
+
+    @property
+    def credits(self) -> array[int]:
+        """Every valid row's credit estimate, in manifest order."""
+        return self._credits
+
+
+def split_row(
+    raw: Mapping[str, Any], model: str, catalogued: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A valid row's typed inputs and its metadata, as validation read them."""
+    inputs: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    spec = specs.MODELS.get(model) if catalogued else None
+    # Keyed by the spec's identity too: a model registered again gets a fresh layout.
+    for column, kind in _layout(model, id(spec) if spec else None, tuple(raw)):
+        value = raw[column]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if kind is None:
+            metadata[column] = value
+        elif kind == "generic":
+            inputs[column] = _coerce_generic(value)
+        elif kind in ("string", "image") and isinstance(value, str):
+            inputs[column] = value
+        else:
+            inputs[column] = _coerce(value, kind)
+    return inputs, metadata
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(
+    model: str, spec_id: int | None, columns: tuple[str, ...]
+) -> tuple[tuple[str, str | None], ...]:
+    """For each column of a row of ``model``: its input type, ``"generic"`` (an input of
+    a pass-through model) or None (metadata); reserved columns are left out."""
+    spec = specs.MODELS.get(model) if spec_id is not None else None
+    layout: list[tuple[str, str | None]] = []
+    for column in columns:
+        if column in RESERVED_COLUMNS:
+            continue
+        if spec is None:
+            layout.append((column, None if column.startswith("meta_") else "generic"))
+        else:
+            input_field = spec.field(column)
+            layout.append((column, None if input_field is None else input_field.type))
+    return tuple(layout)
 
 
 def validate_inputs(

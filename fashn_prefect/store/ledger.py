@@ -23,10 +23,10 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,7 +39,19 @@ SNAPSHOT_DIR = "snapshots"
 MERGE_AT = 16
 """More snapshots than this in one output root are merged into one."""
 SNAPSHOT_SCHEMA = pa.schema(
-    [("row_key", pa.string()), ("updated_at", pa.string()), ("record", pa.binary())]
+    [
+        ("row_key", pa.string()),
+        ("updated_at", pa.string()),
+        # What planning reads, beside the record, so it need not parse a million records.
+        ("inputs_hash", pa.string()),
+        ("status", pa.string()),
+        ("has_outputs", pa.bool_()),
+        ("last_status", pa.string()),
+        ("last_prediction_id", pa.string()),
+        ("last_error_name", pa.string()),
+        ("charged", pa.bool_()),
+        ("record", pa.binary()),
+    ]
 )
 _LIST_TRIES = 5
 
@@ -99,6 +111,33 @@ class RowRecord:
         attempts = [Attempt(**a) for a in raw.pop("attempts", [])]
         return cls(attempts=attempts, **raw)
 
+    @property
+    def summary(self) -> RecordSummary:
+        """What planning reads of this record."""
+        last = self.last
+        return RecordSummary(
+            inputs_hash=self.inputs_hash,
+            status=self.status,
+            has_outputs=bool(self.outputs),
+            last_status=last.status if last else None,
+            last_prediction_id=last.prediction_id if last else None,
+            last_error_name=last.error_name if last else None,
+            charged=any((a.credits_used or 0) > 0 for a in self.attempts),
+        )
+
+
+class RecordSummary(NamedTuple):
+    """What planning reads of a row's record: its inputs, where it stands, its last
+    attempt, and whether any attempt was charged."""
+
+    inputs_hash: str
+    status: str
+    has_outputs: bool
+    last_status: str | None
+    last_prediction_id: str | None
+    last_error_name: str | None
+    charged: bool
+
 
 @dataclass(frozen=True)
 class _Damaged:
@@ -128,14 +167,15 @@ class Ledger:
 
     def write_snapshot(self, records: Sequence[RowRecord], label: str = "run") -> str:
         """Store ``records`` as one new, immutable snapshot; return its path."""
-        table = pa.table(
-            {
-                "row_key": [r.row_key for r in records],
-                "updated_at": [r.updated_at for r in records],
-                "record": [r.to_json() for r in records],
-            },
-            schema=SNAPSHOT_SCHEMA,
-        )
+        summaries = [r.summary for r in records]
+        columns: dict[str, list[Any]] = {
+            "row_key": [r.row_key for r in records],
+            "updated_at": [r.updated_at for r in records],
+        }
+        for name in RecordSummary._fields:
+            columns[name] = [getattr(summary, name) for summary in summaries]
+        columns["record"] = [r.to_json() for r in records]
+        table = pa.table(columns, schema=SNAPSHOT_SCHEMA)
         name = f"{utc_now().replace(':', '')}-{safe_name(label, 40)}-{uuid.uuid4().hex[:12]}"
         path = join(self.snapshot_root, f"{name}.parquet")
         atomic_write(self.fs, path, _parquet_bytes(table))
@@ -166,7 +206,7 @@ class Ledger:
         _remove(self.fs, paths)  # a snapshot another run merged too is gone already
         return path
 
-    def load_many(self, row_keys: list[str]) -> dict[str, RowRecord | UnreadableRecord]:
+    def load_many(self, row_keys: Sequence[str]) -> LedgerRecords:
         """Records for those of ``row_keys`` that have one: the snapshots (one listing,
         one read each), then the loose records (one listing, then batched reads).
 
@@ -177,12 +217,13 @@ class Ledger:
         """
         wanted = set(row_keys)
         if not wanted:
-            return {}
-        records = self._load_snapshots(wanted)
-        records.update(self._load_loose(row_keys))
-        return records
+            return LedgerRecords()
+        snapshot, damaged = self._load_snapshots(wanted)
+        return LedgerRecords(self._load_loose(row_keys), damaged, snapshot, self.snapshot_root)
 
-    def _load_snapshots(self, wanted: set[str]) -> dict[str, RowRecord | UnreadableRecord]:
+    def _load_snapshots(
+        self, wanted: set[str]
+    ) -> tuple[pa.Table | None, dict[str, UnreadableRecord]]:
         for _ in range(_LIST_TRIES):
             paths = self._snapshot_paths()
             tables, damaged = self._read_snapshots(paths)
@@ -191,24 +232,19 @@ class Ledger:
             # A listed snapshot vanished: another run merged it into one not yet listed.
         else:
             raise OSError(f"the ledger snapshots under {self.snapshot_root} kept changing")
-        records: dict[str, RowRecord | UnreadableRecord] = {}
+        newest = None
         if tables:
             table = pa.concat_tables(tables)
-            table = _newest(
+            newest = _newest(
                 table.filter(pc.is_in(table["row_key"], pa.array(list(wanted), pa.string())))
             )
-            for key, data in zip(
-                table["row_key"].to_pylist(), table["record"].to_pylist(), strict=True
-            ):
-                parsed = _parse(key, data, self._shown(self.snapshot_root))
-                if parsed is not None:
-                    records[key] = parsed
+        unreadable: dict[str, UnreadableRecord] = {}
         for bad in damaged:
             for key in wanted if bad.keys is None else bad.keys & wanted:
-                records[key] = UnreadableRecord(key, self._shown(bad.path), bad.problem)
-        return records
+                unreadable[key] = UnreadableRecord(key, self._shown(bad.path), bad.problem)
+        return newest, unreadable
 
-    def _load_loose(self, row_keys: list[str]) -> dict[str, RowRecord | UnreadableRecord]:
+    def _load_loose(self, row_keys: Sequence[str]) -> dict[str, RowRecord | UnreadableRecord]:
         try:
             existing = set(self.fs.ls(self.root, detail=False))
         except FileNotFoundError:
@@ -327,6 +363,90 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return bytes(sink.getvalue().to_pybytes())
+
+
+class LedgerRecords(Mapping[str, "RowRecord | UnreadableRecord"]):
+    """The records :meth:`Ledger.load_many` found, by row key: loose records (parsed),
+    rows of damaged snapshots (unreadable), and the newest snapshot rows, which stay
+    columnar and are parsed one at a time when asked for. A loose record wins over both."""
+
+    def __init__(
+        self,
+        loose: dict[str, RowRecord | UnreadableRecord] | None = None,
+        damaged: dict[str, UnreadableRecord] | None = None,
+        snapshot: pa.Table | None = None,
+        snapshot_root: str = "",
+    ) -> None:
+        self._loose = loose or {}
+        self._damaged = damaged or {}
+        self._snapshot = snapshot
+        self._root = snapshot_root
+        keys = snapshot["row_key"].to_pylist() if snapshot is not None else []
+        self._snapshot_index = {key: i for i, key in enumerate(keys)}
+
+    def __getitem__(self, key: str) -> RowRecord | UnreadableRecord:
+        found = self._loose.get(key) or self._damaged.get(key)
+        if found is not None:
+            return found
+        index = self._snapshot_index.get(key)
+        if index is None or self._snapshot is None:
+            raise KeyError(key)
+        data = self._snapshot["record"][index].as_py()
+        parsed = _parse(key, data, self._root)
+        if parsed is None:
+            raise KeyError(key)
+        return parsed
+
+    def get(  # type: ignore[override]
+        self, key: str, default: RowRecord | UnreadableRecord | None = None
+    ) -> RowRecord | UnreadableRecord | None:
+        """The record of ``key`` (parsed now if it is in a snapshot), else ``default``."""
+        if key in self._loose or key in self._damaged or key in self._snapshot_index:
+            try:
+                return self[key]
+            except KeyError:
+                return default
+        return default
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._loose
+        yield from (k for k in self._damaged if k not in self._loose)
+        yield from (
+            k for k in self._snapshot_index if k not in self._loose and k not in self._damaged
+        )
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def unreadable_keys(self) -> set[str]:
+        """Row keys whose record exists but could not be read (loose or snapshot)."""
+        loose = {k for k, v in self._loose.items() if isinstance(v, UnreadableRecord)}
+        return loose | {k for k in self._damaged if k not in self._loose}
+
+    def summaries(self, keys: Sequence[str]) -> list[RecordSummary | UnreadableRecord | None]:
+        """For each of ``keys``: what planning reads of its record, the unreadable record,
+        or None when it has none; snapshot rows are read from their columns."""
+        columns = (
+            {name: self._snapshot[name].to_pylist() for name in RecordSummary._fields}
+            if self._snapshot is not None and self._snapshot_index
+            else {}
+        )
+        out: list[RecordSummary | UnreadableRecord | None] = []
+        for key in keys:
+            loose = self._loose.get(key)
+            if isinstance(loose, RowRecord):
+                out.append(loose.summary)
+                continue
+            found = loose or self._damaged.get(key)
+            if found is not None:
+                out.append(found)
+                continue
+            index = self._snapshot_index.get(key)
+            if index is None:
+                out.append(None)
+                continue
+            out.append(RecordSummary(*(columns[name][index] for name in RecordSummary._fields)))
+        return out
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,17 @@ re-run can skip rows that already completed with the same inputs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from fashn_prefect.store.fs import filesystem, is_hidden, join
+from fashn_prefect.store.rows import BatchedRows
 
 RESULTS_DIR = "results"
 STATUSES = ("completed", "failed", "invalid", "skipped")
@@ -75,14 +79,54 @@ def read_results(
     return dataset.to_table(columns=wanted)
 
 
-def completed_rows(
-    output_url: str, storage_options: dict[str, Any] | None = None
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """Latest completed result per ``(row_key, inputs_hash)`` across earlier runs.
+class CompletedRows:
+    """The latest completed result per ``(row_key, inputs_hash)`` across earlier runs, kept
+    as an Arrow table. Its ``ambiguous`` flag says whether any earlier run lost the answer
+    to one of the row's submissions (that prediction may have been charged too)."""
 
-    Its ``ambiguous`` flag says whether any earlier run lost the answer to one of the row's
-    submissions (that prediction may have been charged too).
-    """
+    def __init__(self, table: pa.Table | None = None) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return 0 if self.table is None else self.table.num_rows
+
+    def match(self, row_keys: Sequence[str], inputs_hashes: Sequence[str]) -> np.ndarray:
+        """For each row, the index of its completed result, or -1 when it has none."""
+        found = np.full(len(row_keys), -1, dtype=np.int64)
+        if not len(self) or not len(row_keys):
+            return found
+        assert self.table is not None
+        wanted = pa.table(
+            {
+                "row_key": pa.array(row_keys, pa.string()),
+                "inputs_hash": pa.array(inputs_hashes, pa.string()),
+                "_wanted": pa.array(np.arange(len(row_keys), dtype=np.int64)),
+            }
+        )
+        done = self.table.select(["row_key", "inputs_hash"]).append_column(
+            "_done", pa.array(np.arange(len(self), dtype=np.int64))
+        )
+        pairs = wanted.join(done, ["row_key", "inputs_hash"], join_type="inner")
+        found[pairs["_wanted"].to_numpy()] = pairs["_done"].to_numpy()
+        return found
+
+    def rows(self, indexes: np.ndarray) -> Sequence[dict[str, Any]]:
+        """The completed results at ``indexes`` (from :meth:`match`), in that order, as
+        dicts decoded a batch at a time."""
+        if self.table is None or not len(indexes):
+            return []
+        return BatchedRows(self.table.take(pa.array(indexes, pa.int64())))
+
+    def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        """The completed result of ``(row_key, inputs_hash)``, or None."""
+        index = self.match([key[0]], [key[1]])[:1]
+        return None if index[0] < 0 else self.rows(index)[0]
+
+
+def completed_rows(output_url: str, storage_options: dict[str, Any] | None = None) -> CompletedRows:
+    """Latest completed result per ``(row_key, inputs_hash)`` across earlier runs (a
+    completed or skipped row with outputs; the latest ``completed_at`` wins, and on a tie
+    the table read last)."""
     table = read_results(
         output_url,
         columns=[
@@ -97,17 +141,41 @@ def completed_rows(
         ],
         storage_options=storage_options,
     )
-    done: dict[tuple[str, str], dict[str, Any]] = {}
-    if table is None:
-        return done
-    for record in table.to_pylist():
-        if record.get("status") not in ("completed", "skipped") or not record.get("output_uris"):
-            continue
-        key = (record["row_key"], record["inputs_hash"])
-        previous = done.get(key)
-        if previous is None or _stamp(record) >= _stamp(previous):
-            done[key] = record
-    return done
+    if table is None or not {"row_key", "inputs_hash", "status"} <= set(table.column_names):
+        return CompletedRows()
+    done = pc.is_in(table["status"], pa.array(["completed", "skipped"]))
+    if "output_uris" in table.column_names:
+        done = pc.and_(done, pc.greater(pc.list_value_length(table["output_uris"]), 0))
+    else:
+        done = pc.and_(done, False)
+    table = table.filter(pc.fill_null(done, False))
+    if not table.num_rows:
+        return CompletedRows()
+    stamps = table["completed_at"] if "completed_at" in table.column_names else None
+    earliest = pa.scalar(datetime.min.replace(tzinfo=UTC), pa.timestamp("ms", tz="UTC"))
+    ranked = table.append_column(
+        "_stamp",
+        pc.fill_null(pc.cast(stamps, pa.timestamp("ms", tz="UTC")), earliest)
+        if stamps is not None
+        else pa.array([datetime.min.replace(tzinfo=UTC)] * table.num_rows),
+    ).append_column("_i", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    order = pc.sort_indices(
+        ranked,
+        sort_keys=[
+            ("row_key", "ascending"),
+            ("inputs_hash", "ascending"),
+            ("_stamp", "descending"),
+            ("_i", "descending"),
+        ],
+    )
+    ordered = table.take(order)
+    if ordered.num_rows > 1:
+        key = pc.binary_join_element_wise(
+            ordered["row_key"], ordered["inputs_hash"], "\x00"
+        ).combine_chunks()
+        changed = pc.not_equal(key.slice(1), key.slice(0, len(key) - 1))
+        ordered = ordered.filter(pa.concat_arrays([pa.array([True]), changed]))
+    return CompletedRows(ordered)
 
 
 def reported_charges(
@@ -123,14 +191,8 @@ def reported_charges(
     )
     if table is None or "credits_charged" not in table.column_names:
         return frozenset()
-    return frozenset(
-        pid
-        for record in table.to_pylist()
-        if (record.get("credits_charged") or 0) > 0
-        for pid in record.get("prediction_ids") or []
-    )
-
-
-def _stamp(record: dict[str, Any]) -> datetime:
-    value = record.get("completed_at")
-    return value if isinstance(value, datetime) else datetime.min.replace(tzinfo=UTC)
+    if "prediction_ids" not in table.column_names:
+        return frozenset()
+    charged = table.filter(pc.fill_null(pc.greater(table["credits_charged"], 0), False))
+    ids = pc.list_flatten(charged["prediction_ids"]).drop_null()
+    return frozenset(pc.unique(ids).to_pylist())

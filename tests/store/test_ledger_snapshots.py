@@ -301,3 +301,35 @@ def test_merges_racing_in_threads_lose_no_row(tmp_path: Path) -> None:
     records = Ledger(str(tmp_path)).load_many(keys)
     assert sorted(records) == sorted(keys)
     assert all(isinstance(r, RowRecord) and r.status == "completed" for r in records.values())
+
+
+async def test_a_record_damaged_inside_a_readable_snapshot_is_ambiguous(tmp_path: Path) -> None:
+    """The plan reads a snapshot's summary columns; a row whose own record blob turns out
+    unreadable when the run opens it is ambiguous, never submitted or resumed blind."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rt = runtime(tmp_path, "run-1")
+    for key in ("a", "b"):
+        record = RowRecord(key, "h1", MODEL)
+        for change in (_intent, _id):
+            change(record)
+            await rt.save(record)
+        await rt.settle(record)
+    await rt.snapshot()
+    (path,) = snapshots(tmp_path)
+    table = pq.read_table(path)
+    blobs = table["record"].to_pylist()
+    blobs[table["row_key"].to_pylist().index("a")] = b"{not json"
+    index = table.schema.get_field_index("record")
+    pq.write_table(table.set_column(index, "record", pa.array(blobs, pa.binary())), path)
+
+    plan = make_plan([spec("a", 1), spec("b", 2)], str(tmp_path))
+
+    assert plan.count("resume") == 2  # decided from the summary columns
+    damaged, intact = plan.rows[0], plan.rows[1]
+    assert damaged.action == "ambiguous" and damaged.record is None
+    assert damaged.problem is not None and "could not be read" in damaged.problem
+    assert intact.action == "resume" and intact.record is not None
+    assert intact.record.last is not None and intact.record.last.prediction_id == "p-2"
+    assert plan.count("resume") == 1 and plan.count("ambiguous") == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 from fashn_prefect.api.specs.builtin import BUILTIN_MODELS, GENERIC_LATENCY, MODELS, register_model
 from fashn_prefect.api.specs.files import load_models, load_models_from_env
 from fashn_prefect.api.specs.rules import (
+    CROSS_FIELD_INPUTS,
     estimate_credits,
     expected_latency,
     generic_problems,
@@ -37,6 +38,7 @@ from fashn_prefect.api.specs.types import (
 
 __all__ = [
     "BUILTIN_MODELS",
+    "CROSS_FIELD_INPUTS",
     "GENERIC_LATENCY",
     "MODELS",
     "CreditRule",

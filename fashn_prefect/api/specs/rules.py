@@ -43,7 +43,10 @@ _IMAGE_EXPECTED = "an http(s) URL or a data:image/<format>;base64,<data> URI"
 def image_value_problem(f: InputField, value: str) -> str | None:
     """Why ``value`` is not a well-formed image input for field ``f`` (None when it is)."""
     if value.startswith(("http://", "https://")):
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+        except ValueError as exc:  # an unbalanced IPv6 bracket in the host
+            return f"must be {_IMAGE_EXPECTED}: {exc} (got {_show(value)})"
         if parts.netloc and not any(c.isspace() for c in value):
             return None
         return f"must be {_IMAGE_EXPECTED}: URL has no host or contains spaces (got {_show(value)})"
@@ -90,6 +93,17 @@ def _field_problems(f: InputField, value: Any) -> list[str]:
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             out.append(f"must be between {lo} and {hi} (got {_show(value)})")
     return out
+
+
+CROSS_FIELD_INPUTS: dict[str, tuple[str, ...]] = {
+    "image-to-video": ("end_image",),
+    "product-to-model": ("model_image",),
+    "model-create": ("face_reference",),
+    "face-to-model": ("aspect_ratio",),
+}
+"""For each model with rules across fields, the inputs whose presence brings them into
+play: a row giving none of them meets its model's cross-field rules (the columnar checks
+in :mod:`fashn_prefect.run.columnar` rely on this; keep it next to the rules)."""
 
 
 def _cross_field_problems(spec: ModelSpec, inputs: Mapping[str, Any]) -> list[Problem]:
