@@ -19,15 +19,18 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from fashn_prefect.jobs.overlap import run_overlapped
 from fashn_prefect.run.events import account_of
 from fashn_prefect.run.manifest import Manifest
 from fashn_prefect.run.observe import ProgressCallback, RunObserver, current_observer, observing
 from fashn_prefect.run.outcome import judge_backfill, summary_of
-from fashn_prefect.run.plan import PlannedRow, make_plan
+from fashn_prefect.run.plan import PlannedRows, make_plan
 from fashn_prefect.run.request import CheckedRows, RunRequest
-from fashn_prefect.run.validate import ValidationReport
-from fashn_prefect.store.ledger import Ledger, RowRecord
+from fashn_prefect.run.validate import RowSpec, ValidationReport, ValidRows
+from fashn_prefect.store.ledger import Ledger, LedgerRecords, RecordSummary
 from fashn_prefect.store.results import read_results
 
 CHUNKS_AT_ONCE = 2
@@ -93,21 +96,23 @@ class BackfillPlan:
 
 
 def chunk_rows(
-    jobs: list[PlannedRow],
-    manifest: Manifest,
+    rows: Sequence[int],
+    credits: Sequence[int],
     chunk_size: int,
+    partition: Sequence[Any] | None = None,
     partition_by: str | None = None,
 ) -> list[Chunk]:
-    """Cut jobs into chunks of at most ``chunk_size`` rows, within partitions if given."""
+    """Cut rows (1-based manifest rows, with their estimates) into chunks of at most
+    ``chunk_size`` rows, within partitions (``partition``: each row's value) if given."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
-    groups: dict[str, list[PlannedRow]] = {}
-    for job in jobs:
+    groups: dict[str, list[int]] = {}
+    for n in range(len(rows)):
         label = ""
-        if partition_by:
-            value = manifest.rows[job.spec.row - 1].get(partition_by)
+        if partition is not None:
+            value = partition[n]
             label = f"{partition_by}={'' if value is None else value}"
-        groups.setdefault(label, []).append(job)
+        groups.setdefault(label, []).append(n)
     chunks: list[Chunk] = []
     for label, members in groups.items():
         for start in range(0, len(members), chunk_size):
@@ -115,34 +120,43 @@ def chunk_rows(
             chunks.append(
                 Chunk(
                     index=len(chunks) + 1,
-                    label=label or f"rows {part[0].spec.row}-{part[-1].spec.row}",
-                    rows=[j.spec.row for j in part],
-                    estimated_credits=sum(j.spec.estimated_credits for j in part),
+                    label=label or f"rows {rows[part[0]]}-{rows[part[-1]]}",
+                    rows=[rows[n] for n in part],
+                    estimated_credits=sum(credits[n] for n in part),
                 )
             )
     return chunks
 
 
 def _spent_before(
-    jobs: Sequence[PlannedRow], output_url: str, storage_options: dict[str, Any]
-) -> tuple[int, set[str]]:
-    """Credits already charged for these rows (results tables + ledger records not yet
-    reported), and the row keys that results tables report."""
-    keys = {(j.spec.row_key, j.spec.inputs_hash) for j in jobs}
+    keys: Sequence[str],
+    hashes: Sequence[str],
+    records: LedgerRecords,
+    output_url: str,
+    storage_options: dict[str, Any],
+) -> int:
+    """Credits already charged for these rows: what results tables report for them, plus
+    what ledger records of rows no results table reports were charged."""
     table = read_results(
         output_url,
         columns=["row_key", "inputs_hash", "credits_charged"],
         storage_options=storage_options,
     )
     spent, reported = 0, set()
-    for record in table.to_pylist() if table is not None else []:
-        if (record["row_key"], record["inputs_hash"]) in keys:
-            spent += record["credits_charged"] or 0
-            reported.add(record["row_key"])
-    for job in jobs:
-        if job.record is not None and job.spec.row_key not in reported:
-            spent += sum(a.credits_used or 0 for a in job.record.attempts)
-    return spent, reported
+    if table is not None and table.num_rows:
+        wanted = pa.table(
+            {"row_key": pa.array(keys, pa.string()), "inputs_hash": pa.array(hashes, pa.string())}
+        )
+        wanted = wanted.group_by(["row_key", "inputs_hash"]).aggregate([])
+        mine = table.join(wanted, ["row_key", "inputs_hash"], join_type="inner")
+        spent = int(pc.sum(pc.fill_null(mine["credits_charged"], 0)).as_py() or 0)
+        reported = set(pc.unique(mine["row_key"]).to_pylist())
+    unreported = [n for n, key in enumerate(keys) if key not in reported]
+    summaries = records.summaries([keys[n] for n in unreported])
+    for n, summary in zip(unreported, summaries, strict=True):
+        if isinstance(summary, RecordSummary) and summary.inputs_hash == hashes[n]:
+            spent += summary.credits_used
+    return spent
 
 
 def plan_backfill(
@@ -172,49 +186,83 @@ def plan_backfill(
         retry_failed=s.retry_failed,
         storage_options=options,
     )
+    rows, keys, hashes, credits = _columns(report.rows)
     # Ledger records of every row (not only pending ones): their charges count as spent.
-    records = Ledger(request.output, options).load_many([j.spec.row_key for j in plan.rows])
-    for job in plan.rows:
-        if job.record is None:
-            record = records.get(job.spec.row_key)
-            if isinstance(record, RowRecord) and record.inputs_hash == job.spec.inputs_hash:
-                job.record = record
-    spent, _ = _spent_before(plan.rows, request.output, options)
-    todo = [j for j in plan.rows if j.action != "skip"]
+    records = Ledger(request.output, options).load_many(keys)
+    spent = _spent_before(keys, hashes, records, request.output, options)
+    actions = (
+        [job.action for job in plan.rows]
+        if not isinstance(plan.rows, PlannedRows)
+        else plan.rows.actions
+    )
+    todo = [n for n, action in enumerate(actions) if action != "skip"]
     remaining = None if budget is None else budget - spent
-    selected: list[PlannedRow] = []
-    deferred: list[PlannedRow] = []
+    selected: list[int] = []
+    deferred: list[int] = []
     running = 0
-    for job in todo:
-        cost = job.spec.estimated_credits if job.action in ("submit", "resume") else 0
+    for n in todo:
+        cost = credits[n] if actions[n] in ("submit", "resume") else 0
         if remaining is not None and (deferred or running + cost > remaining):
-            deferred.append(job)  # keep manifest order: never skip ahead to a cheaper row
+            deferred.append(n)  # keep manifest order: never skip ahead to a cheaper row
             continue
         running += cost
-        selected.append(job)
+        selected.append(n)
+    partition = None
+    if partition_by:
+        values = _column_values(source, partition_by)
+        partition = [values[rows[n] - 1] for n in selected]
     backfill = BackfillPlan(
         rows=report.total_rows,
         invalid=len(report.invalid_rows),
-        already_completed=len(plan.rows) - len(todo),
+        already_completed=len(actions) - len(todo),
         to_run=len(selected),
         deferred=len(deferred),
-        estimated_credits=sum(
-            j.spec.estimated_credits for j in todo if j.action in ("submit", "resume")
-        ),
+        estimated_credits=sum(credits[n] for n in todo if actions[n] in ("submit", "resume")),
         selected_credits=running,
-        deferred_credits=sum(j.spec.estimated_credits for j in deferred),
+        deferred_credits=sum(credits[n] for n in deferred),
         spent_before=spent,
         budget=budget,
-        chunks=chunk_rows(selected, source, chunk_size, partition_by),
+        chunks=chunk_rows(
+            [rows[n] for n in selected],
+            [credits[n] for n in selected],
+            chunk_size,
+            partition,
+            partition_by,
+        ),
     )
     return backfill, checked
+
+
+def _columns(specs: Sequence[RowSpec]) -> tuple[list[int], list[str], list[str], Sequence[int]]:
+    """The valid rows' manifest rows, keys, inputs hashes and estimates."""
+    if isinstance(specs, ValidRows):
+        return specs.row_numbers, specs.keys, specs.hashes, specs.credits
+    return (
+        [r.row for r in specs],
+        [r.row_key for r in specs],
+        [r.inputs_hash for r in specs],
+        [r.estimated_credits for r in specs],
+    )
+
+
+def _column_values(manifest: Manifest, name: str) -> list[Any]:
+    """Every row's value in column ``name`` (None where it is missing)."""
+    table = manifest.table
+    if table is not None:
+        return table[name].to_pylist()
+    return [raw.get(name) for raw in manifest.rows]
 
 
 def chunk_of(checked: CheckedRows, chunk: Chunk, name: str) -> CheckedRows:
     """The checked rows of one chunk, numbered from 1 as a run of that chunk numbers them:
     its subflow takes them as they are, without reading or validating them again."""
-    specs = {spec.row: spec for spec in checked.report.rows}
-    rows = [replace(specs[row], row=i) for i, row in enumerate(chunk.rows, start=1)]
+    valid = checked.report.rows
+    if isinstance(valid, ValidRows):
+        found = valid.by_row(chunk.rows)
+    else:
+        by_row = {spec.row: spec for spec in valid}
+        found = [by_row[row] for row in chunk.rows]
+    rows = [replace(spec, row=i) for i, spec in enumerate(found, start=1)]
     source = checked.manifest
     manifest = Manifest(
         url=name,

@@ -229,7 +229,8 @@ def make_plan(
         else:
             actions[i] = _action_for(found, resubmit_ambiguous, retry_failed)
             # Only rows reported again from their record (no new attempt) can repeat a charge.
-            charged = charged or (found.charged and actions[i] in ("failed", "ambiguous"))
+            again = actions[i] in ("failed", "ambiguous")
+            charged = charged or (found.credits_used > 0 and again)
     # Earlier results of skipped rows, in plan order (read a batch at a time, in order).
     skipped = np.flatnonzero(done_index >= 0)
     previous_slot = np.full(len(keys), -1, dtype=np.int64)

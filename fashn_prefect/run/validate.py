@@ -213,11 +213,13 @@ class ValidRows(Sequence[RowSpec]):
         self._hashes: list[str] = []
         self._credits = array("q")
         self._catalogued = bytearray()
+        self._row_index: dict[int, int] | None = None
 
     def append(
         self, position: int, key: str, model: str, digest: str, credits: int, catalogued: bool
     ) -> None:
         """Add the manifest row at 0-based ``position``, with what validation found."""
+        self._row_index = None
         self._positions.append(position)
         self._keys.append(key)
         self._models.append(sys.intern(model))
@@ -250,6 +252,17 @@ class ValidRows(Sequence[RowSpec]):
             estimated_credits=self._credits[index],
             catalogued=catalogued,
         )
+
+    @property
+    def row_numbers(self) -> list[int]:
+        """Every valid row's 1-based manifest row, in manifest order."""
+        return [position + 1 for position in self._positions]
+
+    def by_row(self, rows: Sequence[int]) -> list[RowSpec]:
+        """The valid rows at these 1-based manifest ``rows``."""
+        if self._row_index is None:
+            self._row_index = {p + 1: i for i, p in enumerate(self._positions)}
+        return [self[self._row_index[row]] for row in rows]
 
     @property
     def keys(self) -> list[str]:

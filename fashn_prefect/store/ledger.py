@@ -49,7 +49,7 @@ SNAPSHOT_SCHEMA = pa.schema(
         ("last_status", pa.string()),
         ("last_prediction_id", pa.string()),
         ("last_error_name", pa.string()),
-        ("charged", pa.bool_()),
+        ("credits_used", pa.int64()),
         ("record", pa.binary()),
     ]
 )
@@ -122,13 +122,13 @@ class RowRecord:
             last_status=last.status if last else None,
             last_prediction_id=last.prediction_id if last else None,
             last_error_name=last.error_name if last else None,
-            charged=any((a.credits_used or 0) > 0 for a in self.attempts),
+            credits_used=sum(a.credits_used or 0 for a in self.attempts),
         )
 
 
 class RecordSummary(NamedTuple):
     """What planning reads of a row's record: its inputs, where it stands, its last
-    attempt, and whether any attempt was charged."""
+    attempt, and the credits its attempts were charged."""
 
     inputs_hash: str
     status: str
@@ -136,7 +136,7 @@ class RecordSummary(NamedTuple):
     last_status: str | None
     last_prediction_id: str | None
     last_error_name: str | None
-    charged: bool
+    credits_used: int
 
 
 @dataclass(frozen=True)
