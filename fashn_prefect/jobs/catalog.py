@@ -24,10 +24,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from fashn_prefect.errors import PERMANENT_ERRORS
 from fashn_prefect.run.outcome import summary_of
 from fashn_prefect.run.request import CheckedRows, RunRequest
-from fashn_prefect.run.validate import RowSpec
+from fashn_prefect.run.validate import RowSpec, ValidRows
 from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.results import read_results
 
@@ -60,43 +64,69 @@ def classify(
     output_url: str,
     storage_options: dict[str, Any] | None = None,
     retry_failed: bool = False,
-) -> dict[str, list[RowSpec]]:
-    """Split valid rows into ``new``, ``changed``, ``unchanged``, ``failed`` and ``retry``."""
+) -> dict[str, list[int]]:
+    """Split valid rows (by index) into ``new``, ``changed``, ``unchanged``, ``failed``
+    and ``retry``, matching them with earlier results tables in Arrow."""
+    if isinstance(rows, ValidRows):
+        keys, hashes = rows.keys, rows.hashes
+    else:
+        keys, hashes = [r.row_key for r in rows], [r.inputs_hash for r in rows]
     table = read_results(
         output_url,
         columns=["row_key", "inputs_hash", "status", "output_uris", "error_name"],
         storage_options=storage_options,
     )
-    seen: dict[str, set[str]] = {}
-    done: set[tuple[str, str]] = set()
-    failed: set[tuple[str, str]] = set()
-    for record in table.to_pylist() if table is not None else []:
-        key = (record["row_key"], record["inputs_hash"])
-        seen.setdefault(key[0], set()).add(key[1])
-        if record["status"] in ("completed", "skipped") and record.get("output_uris"):
-            done.add(key)
-        elif record["status"] == "failed" and record.get("error_name") in PERMANENT_ERRORS:
-            failed.add(key)
-    groups: dict[str, list[RowSpec]] = {
-        "new": [],
-        "changed": [],
-        "unchanged": [],
-        "failed": [],
-        "retry": [],
+    groups: dict[str, list[int]] = {
+        g: [] for g in ("new", "changed", "unchanged", "failed", "retry")
     }
-    for spec in rows:
-        key = (spec.row_key, spec.inputs_hash)
-        if key in done:
-            groups["unchanged"].append(spec)
-        elif key in failed and not retry_failed:
-            groups["failed"].append(spec)
-        elif spec.row_key not in seen:
-            groups["new"].append(spec)
-        elif spec.inputs_hash in seen[spec.row_key]:
-            groups["retry"].append(spec)
+    if table is None or not table.num_rows:
+        groups["new"] = list(range(len(keys)))
+        return groups
+    wanted = pa.table(
+        {
+            "row_key": pa.array(keys, pa.string()),
+            "inputs_hash": pa.array(hashes, pa.string()),
+            "_i": pa.array(np.arange(len(keys), dtype=np.int64)),
+        }
+    )
+    status = table["status"]
+    done = pc.and_(
+        pc.is_in(status, pa.array(["completed", "skipped"])),
+        pc.greater(pc.list_value_length(table["output_uris"]), 0),
+    )
+    failed = pc.and_(
+        pc.equal(status, "failed"),
+        pc.is_in(table["error_name"], pa.array(sorted(PERMANENT_ERRORS))),
+    )
+    pair = ["row_key", "inputs_hash"]
+    is_done = _matched(wanted, table.filter(pc.fill_null(done, False)), pair)
+    is_failed = _matched(wanted, table.filter(pc.fill_null(failed, False)), pair)
+    seen_pair = _matched(wanted, table, pair)
+    seen_key = _matched(wanted, table, ["row_key"])
+    for i in range(len(keys)):
+        if is_done[i]:
+            groups["unchanged"].append(i)
+        elif is_failed[i] and not retry_failed:
+            groups["failed"].append(i)
+        elif not seen_key[i]:
+            groups["new"].append(i)
+        elif seen_pair[i]:
+            groups["retry"].append(i)
         else:
-            groups["changed"].append(spec)
+            groups["changed"].append(i)
     return groups
+
+
+def _matched(wanted: pa.Table, found: pa.Table, columns: list[str]) -> np.ndarray:
+    """For each row of ``wanted`` (numbered by its ``_i`` column): whether ``found`` has a
+    row with the same values in ``columns``."""
+    hit = np.zeros(wanted.num_rows, dtype=bool)
+    if not found.num_rows:
+        return hit
+    distinct = found.select(columns).group_by(columns).aggregate([])
+    pairs = wanted.select([*columns, "_i"]).join(distinct, columns, join_type="inner")
+    hit[pairs["_i"].to_numpy()] = True
+    return hit
 
 
 def catalog_changes(
@@ -119,6 +149,10 @@ def count_changes(checked: CheckedRows, request: RunRequest) -> CatalogChanges:
     options = request.storage_options
     groups = classify(report.rows, request.output, options, request.settings.retry_failed)
     to_run = groups["new"] + groups["changed"] + groups["retry"]
+    if isinstance(report.rows, ValidRows):
+        credits: Sequence[int] = report.rows.credits
+    else:
+        credits = [r.estimated_credits for r in report.rows]
     return CatalogChanges(
         rows=report.total_rows,
         invalid=len(report.invalid_rows),
@@ -126,7 +160,7 @@ def count_changes(checked: CheckedRows, request: RunRequest) -> CatalogChanges:
         changed=len(groups["changed"]),
         unchanged=len(groups["unchanged"]),
         retry=len(groups["retry"]),
-        estimated_credits=sum(s.estimated_credits for s in to_run),
+        estimated_credits=sum(credits[i] for i in to_run),
         failed=len(groups["failed"]),
     )
 
