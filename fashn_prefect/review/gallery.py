@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fashn_prefect.api import specs
 from fashn_prefect.review.thumbnails import Unreadable, make_thumbnail, read_source
@@ -30,6 +31,9 @@ from fashn_prefect.store.fs import atomic_write, filesystem, join, safe_name
 from fashn_prefect.store.results import CORE_COLUMNS, RESULTS_DIR, STATUSES
 
 THUMBNAILS_DIR = "thumbnails"
+GALLERY_ROWS = 1_000
+"""Rows a review page shows at most: a catalog run of a million rows gets a page (and
+thumbnails) for a thousand of them, failed rows first; the results table has them all."""
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov")
 _SHOWN = {"generation_mode", "mode", "resolution"}  # inputs already shown resolved
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -134,17 +138,20 @@ def write_gallery(
     *,
     fetch_remote: bool = False,
     workers: int = 8,
+    max_rows: int = GALLERY_ROWS,
 ) -> str:
     """Write the review page for ``table`` and its thumbnails; return the page's URI.
 
-    Inputs at non-loopback URLs are shown as placeholders unless ``fetch_remote``.
+    Inputs at non-loopback URLs are shown as placeholders unless ``fetch_remote``. A run
+    of more than ``max_rows`` rows shows that many (failed rows first, then in order);
+    the page says so, and its credit totals are the whole run's.
     """
     if not _RUN_NAME.fullmatch(run_name):
         raise ValueError(f"run name {run_name!r} is not a plain file name")
     options = storage_options or {}
     fs, root = filesystem(output_url, **options)
     root_uri = str(fs.unstrip_protocol(root)).rstrip("/")
-    rows = table.to_pylist()
+    rows = _shown(table, max_rows)
     cards = [(row, *_tiles(row, root_uri)) for row in rows]
 
     def thumbnail(tile: Tile) -> None:
@@ -168,7 +175,7 @@ def write_gallery(
     for tile in pending:
         tile.thumb, tile.note = first[tile.source].thumb, first[tile.source].note
 
-    page = _render(run_name, rows, [_card(row, ins, outs) for row, ins, outs in cards])
+    page = _render(run_name, rows, [_card(row, ins, outs) for row, ins, outs in cards], table)
     path = join(root, RESULTS_DIR, f"{run_name}.html")
     atomic_write(fs, path, page.encode("utf-8"))
     return str(fs.unstrip_protocol(path))
@@ -287,7 +294,18 @@ def _tiles_html(tiles: list[Tile]) -> str:
     return "".join(parts)
 
 
-def _render(run_name: str, rows: list[dict[str, Any]], cards: list[str]) -> str:
+def _shown(table: pa.Table, max_rows: int) -> list[dict[str, Any]]:
+    """The rows the page shows: all of them, or ``max_rows`` (failed rows first)."""
+    if table.num_rows <= max_rows:
+        return list(table.to_pylist())
+    failed = pc.fill_null(pc.equal(table["status"], "failed"), False)
+    first = table.filter(failed).slice(0, max_rows)
+    rest = table.filter(pc.invert(failed)).slice(0, max_rows - first.num_rows)
+    shown = first.to_pylist() + rest.to_pylist()
+    return sorted(shown, key=lambda row: row.get("row") or 0)
+
+
+def _render(run_name: str, rows: list[dict[str, Any]], cards: list[str], table: pa.Table) -> str:
     statuses = Counter(str(r.get("status") or "unknown") for r in rows)
     models = sorted({str(r.get("model_name") or "unknown") for r in rows})
     chips = f'<button type="button" data-status="">all ({len(rows)})</button>' + "".join(
@@ -297,12 +315,15 @@ def _render(run_name: str, rows: list[dict[str, Any]], cards: list[str]) -> str:
     options = '<option value="">all models</option>' + "".join(
         f'<option value="{_e(m)}">{_e(m)}</option>' for m in models
     )
-    estimated = sum(r.get("estimated_credits") or 0 for r in rows if r.get("status") != "skipped")
-    charged = sum(r.get("credits_charged") or 0 for r in rows)
+    not_skipped = pc.fill_null(pc.not_equal(table["status"], "skipped"), True)
+    estimated = pc.sum(table.filter(not_skipped)["estimated_credits"]).as_py() or 0
+    charged = pc.sum(table["credits_charged"]).as_py() or 0
+    total = table.num_rows
+    count = f"{total} rows" if len(rows) == total else f"{len(rows)} of {total} rows shown"
     return _TEMPLATE.substitute(
         nonce=secrets.token_urlsafe(16),
         run_name=_e(run_name),
-        summary=_e(f"{len(rows)} rows · credits {estimated} estimated / {charged} charged"),
+        summary=_e(f"{count} · credits {estimated} estimated / {charged} charged"),
         chips=chips,
         options=options,
         total=len(rows),

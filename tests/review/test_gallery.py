@@ -247,6 +247,26 @@ def test_empty_table(tmp_path: Path) -> None:
     assert "No rows." in Path(uri.removeprefix("file://")).read_text()
 
 
+def test_a_large_run_shows_failed_rows_first_and_counts_the_whole_run(tmp_path: Path) -> None:
+    rows = []
+    for i in range(1, 301):
+        spec = RowSpec(i, f"sku-{i}", "background-remove", {}, {}, f"h{i}", 2)
+        if i % 100 == 0:
+            rows.append(result_row(spec, "failed", error_name="PoseError", error_message="x"))
+        else:
+            rows.append(result_row(spec, "completed", credits_charged=1, output_uris=[]))
+    table = results_table(rows, None, datetime(2025, 1, 1, tzinfo=UTC))
+
+    uri = write_gallery(table, str(tmp_path / "out"), RUN, max_rows=50)
+
+    page = Path(uri.removeprefix("file://")).read_text()
+    assert "50 of 300 rows shown" in page
+    assert "credits 600 estimated / 297 charged" in page  # the whole run's totals
+    shown = {key for key in (f"sku-{i}" for i in range(1, 301)) if f">{key}<" in page}
+    assert {"sku-100", "sku-200", "sku-300"} <= shown  # every failed row is on the page
+    assert len(shown) == 50
+
+
 @pytest.fixture
 def s3_output() -> Iterator[tuple[str, dict[str, Any]]]:
     from moto.server import ThreadedMotoServer
