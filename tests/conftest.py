@@ -33,11 +33,12 @@ from _servers import free_port
 SLOWEST_FILES = (
     "tests/scenarios/test_deployments.py",
     "tests/scheduler/test_leases.py",
-    "tests/jobs/test_backfill.py",
-    "tests/cli/test_cli_logs.py",
     "tests/scheduler/test_leases_killed.py",
-    "tests/scenarios/test_events_states.py",
+    "tests/cli/test_cli_logs.py",
+    "tests/jobs/test_backfill_killed.py",
     "tests/test_wheel.py",
+    "tests/scenarios/test_events_states.py",
+    "tests/jobs/test_backfill.py",
     "tests/cli/test_demo.py",
 )
 
