@@ -29,7 +29,8 @@ unit: install
 
 # Every test but the reliability suite's slow scenarios, on TEST_WORKERS pytest-xdist
 # workers: the suite mostly waits on servers, so 4 workers keep 2 cores busy. A test file
-# runs on one worker (--dist loadfile), which starts its own Prefect test server.
+# runs on one worker (--dist loadfile), which starts its own Prefect test server; the
+# slowest files go first (tests/conftest.py, SLOWEST_FILES).
 TEST_WORKERS ?= 4
 test: lint typecheck
 	$(BIN)/python -m pytest -q -m "not reliability" -n $(TEST_WORKERS) --dist loadfile

@@ -10,6 +10,10 @@ sleep, and fail at once if they try.
 * ``moto_server`` (session): a moto S3 server on a free loopback port.
 * ``s3_storage_options``: s3fs options for that server (dummy keys, loopback endpoint).
 * ``s3_bucket``: a fresh, empty bucket per test; yields ``s3://<bucket>``.
+
+The test files run slowest first (:func:`pytest_collection_modifyitems`), so that
+``make test``'s workers (``--dist loadfile``) start the long ones at once instead of
+ending on them.
 """
 
 from __future__ import annotations
@@ -22,12 +26,58 @@ from typing import Any
 import pytest
 from _servers import free_port
 
+# The slowest test files, slowest first (measured alone with --durations on 2 cores;
+# CONTRIBUTING.md, "Test suite timings"). ``make test``'s workers take them first
+# (pytest_collection_modifyitems, pytest_xdist_make_scheduler), so that none of them
+# starts late and ends the run.
+SLOWEST_FILES = (
+    "tests/scenarios/test_deployments.py",
+    "tests/scheduler/test_leases.py",
+    "tests/scheduler/test_leases_killed.py",
+    "tests/cli/test_cli_logs.py",
+    "tests/jobs/test_backfill_killed.py",
+    "tests/test_wheel.py",
+    "tests/scenarios/test_events_states.py",
+    "tests/jobs/test_backfill.py",
+    "tests/cli/test_demo.py",
+)
+
 _AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` in collection order (pytest-xdist's default puts the files with
+    the most tests first, which put the slowest files, of a few tests each, at the end of
+    a run), and a worker busy with a slow file takes a quick one next (tests/_schedule.py)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from _schedule import SlowFilesFirst
+
+    config.option.loadscopereorder = False
+    scheduler = SlowFilesFirst(config, log)
+    scheduler.slow = frozenset(SLOWEST_FILES)
+    return scheduler
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the test files for pytest-xdist's workers: the :data:`SLOWEST_FILES`, then the
+    other files that start servers or sleep, then the files of ``unit`` tests alone (quick,
+    they fill the gaps at the end). Each file's tests stay together and in their order,
+    and the other files keep theirs."""
+    rank = {path: i for i, path in enumerate(SLOWEST_FILES)}
+    files: dict[str, int] = {}
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        unit = item.get_closest_marker("unit") is not None
+        group = rank.get(path, len(rank) + (1 if unit else 0))
+        files[path] = min(files.get(path, group), group)
+    items.sort(key=lambda item: files[item.nodeid.split("::", 1)[0]])
 
 
 @pytest.fixture(autouse=True)

@@ -81,15 +81,22 @@ def _install(root: Path) -> tuple[Path, Path, dict[str, str]]:
     )
     [wheel] = list(wheels.glob("fashn_prefect-*.whl"))
     venv = root / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)], root, env)
+    # No pip in the venv: this environment's pip (pinned, recent) installs into it
+    # (``pip --python``), several times faster than the one ``venv`` bundles; and no .pyc
+    # written ahead (an import compiles what it needs). The venv still gets the wheel and
+    # nothing else but what its metadata requires.
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], root, env)
     python = venv / "bin" / "python"
     _run(
         [
-            str(python),
+            sys.executable,
             "-m",
             "pip",
+            "--python",
+            str(python),
             "install",
             "-q",
+            "--no-compile",
             "-c",
             str(REPO / "constraints.txt"),
             str(wheel),

@@ -4,90 +4,38 @@ The account's run, status and in-flight limits are global concurrency limits on 
 server whose slots are leased per call and per prediction
 (fashn_prefect/scheduler/server.py). These tests run ``fashn-prefect run`` processes
 against the emulator and check what a user would see: every row completed, no 429, never
-more in flight than the limit, the limits created when the server lacks them, and the
-slots of a SIGKILLed process coming back by themselves, never early.
+more in flight than the limit, and the limits created when the server lacks them. The
+slots of a SIGKILLed process coming back by themselves, never early, are in
+tests/scheduler/test_leases_killed.py (a wait for a lease to expire, beside these tests).
 """
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from _helpers import all_results, catalog_rows, limit_rejections, write_manifest
-from _servers import FASHN_PREFECT, BusyProxy, PrefectServer, free_port, kill_group
+from _leases import account_of, finish, lease_server, limits_of, start_run
+from _servers import FASHN_PREFECT, BusyProxy, PrefectServer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.emulator import EmulatorConfig, EmulatorServer
 from fashn_prefect.scheduler.account import AccountScheduler
-from fashn_prefect.scheduler.leases import HANDOFFS, LEASE_SECONDS, RENEW_EVERY, ServerLimits
+from fashn_prefect.scheduler.leases import HANDOFFS, ServerLimits
 from fashn_prefect.scheduler.rates import ApiLimits
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-REPOSSESSOR_SECONDS = 1  # the server revokes expired leases this often (default 15 s)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """One Prefect server (SQLite) for the module."""
-    srv = PrefectServer(
-        tmp_path_factory.mktemp("prefect-home"),
-        free_port(),
-        settings={"PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": str(REPOSSESSOR_SECONDS)},
-    )
-    try:
-        yield srv.start()
-    finally:
-        srv.close()
-
-
-def _limits(server: PrefectServer) -> dict[str, dict[str, Any]]:
-    """The server's global concurrency limits by name."""
-    response = httpx.post(f"{server.api_url}/v2/concurrency_limits/filter", json={}, timeout=10)
-    response.raise_for_status()
-    return {limit["name"]: limit for limit in response.json()}
-
-
-def _account(emu: EmulatorServer) -> str:
-    return FashnCredentials(api_key=emu.api_key, base_url=emu.url).account_id
-
-
-def _start_run(
-    server: PrefectServer, emu: EmulatorServer, tmp: Path, name: str, rows: int, scale: float
-) -> tuple[subprocess.Popen[bytes], Path]:
-    manifest = write_manifest(
-        tmp / f"{name}.csv",
-        catalog_rows(rows, emu, prefix=name, seed_base=1000 + 100 * len(name) + ord(name[-1])),
-    )
-    output = tmp / name
-    proc = server.spawn(
-        [
-            FASHN_PREFECT,
-            "run",
-            manifest,
-            "--output",
-            str(output),
-            "--time-scale",
-            str(scale),
-            "--quiet",
-        ],
-        f"{name}.log",
-        FASHN_API_KEY=emu.api_key,
-        FASHN_BASE_URL=emu.url,
-        PREFECT_LOGGING_EXTRA_LOGGERS="fashn_prefect",
-    )
-    return proc, output
-
-
-def _finish(server: PrefectServer, proc: subprocess.Popen[bytes], name: str) -> None:
-    assert proc.wait(timeout=300) == 0, server.log_tail(f"{name}.log")
+    with lease_server(tmp_path_factory) as srv:
+        yield srv
 
 
 def test_two_processes_share_the_limits_and_both_progress(
@@ -95,9 +43,9 @@ def test_two_processes_share_the_limits_and_both_progress(
 ) -> None:
     scale = 0.05
     with EmulatorServer(EmulatorConfig(time_scale=scale, seed=3)) as emu:
-        runs = [_start_run(server, emu, tmp_path, f"run{i}", 24, scale) for i in range(2)]
+        runs = [start_run(server, emu, tmp_path, f"run{i}", 24, scale) for i in range(2)]
         for i, (proc, _) in enumerate(runs):
-            _finish(server, proc, f"run{i}")
+            finish(server, proc, f"run{i}")
         stats = emu.stats()
 
     created = {p["id"]: p["created_at"] for p in stats["predictions"]}
@@ -114,8 +62,8 @@ def test_two_processes_share_the_limits_and_both_progress(
     (_, last_a), (first_b, _) = sorted(spans)
     assert first_b < last_a, spans
     # Every slot was given back when the runs ended.
-    account = _account(emu)
-    limits = _limits(server)
+    account = account_of(emu)
+    limits = limits_of(server)
     for kind in ("run", "status", "in-flight"):
         assert limits[f"fashn-{account}-{kind}"]["active_slots"] == 0, (
             kind,
@@ -129,11 +77,11 @@ def test_a_run_creates_missing_limits_with_the_configured_sizes(
 ) -> None:
     scale = 0.05
     with EmulatorServer(EmulatorConfig(time_scale=scale, seed=5, max_in_flight=6)) as emu:
-        account = _account(emu)
-        for name in _limits(server):  # a server that has never seen this account
+        account = account_of(emu)
+        for name in limits_of(server):  # a server that has never seen this account
             if name.startswith(f"fashn-{account}"):
                 httpx.delete(f"{server.api_url}/v2/concurrency_limits/{name}").raise_for_status()
-        assert not any(name.startswith(f"fashn-{account}") for name in _limits(server))
+        assert not any(name.startswith(f"fashn-{account}") for name in limits_of(server))
         manifest = write_manifest(tmp_path / "m.csv", catalog_rows(8, emu, prefix="new"))
         done = server.run(
             [
@@ -156,50 +104,12 @@ def test_a_run_creates_missing_limits_with_the_configured_sizes(
         )
         stats = emu.stats()
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    limits = _limits(server)
+    limits = limits_of(server)
     sizes = {kind: limits[f"fashn-{account}-{kind}"]["limit"] for kind in ("run", "status")}
     assert sizes == {"run": 40, "status": 50}
     assert limits[f"fashn-{account}-in-flight"]["limit"] == 4
     assert stats["peak_in_flight"] <= 4
     assert limit_rejections(stats) == {}
-
-
-def test_slots_of_a_killed_process_come_back_after_their_lease_never_before(
-    server: PrefectServer, tmp_path: Path
-) -> None:
-    scale = 0.25
-    with EmulatorServer(EmulatorConfig(time_scale=scale, seed=7)) as emu:
-        names = [f"fashn-{_account(emu)}-{kind}" for kind in ("run", "status", "in-flight")]
-
-        def held() -> int:
-            limits = _limits(server)
-            return sum(limits.get(name, {}).get("active_slots", 0) for name in names)
-
-        doomed, _ = _start_run(server, emu, tmp_path, "doomed", 40, scale)
-        deadline = time.monotonic() + 120
-        while _limits(server).get(names[2], {}).get("active_slots", 0) < 3:
-            assert time.monotonic() < deadline and doomed.poll() is None
-            time.sleep(0.1)
-        kill_group(doomed)
-        killed_at = time.monotonic()
-        doomed.wait(timeout=10)
-        assert held() > 0
-
-        # Another run of the account meanwhile: it uses what the dead one left free.
-        survivor, output = _start_run(server, emu, tmp_path, "survivor", 6, scale)
-        _finish(server, survivor, "survivor")
-        stats = emu.stats()
-        # The dead run's slots stay taken until their lease expires, then come back.
-        while held() > 0:
-            assert time.monotonic() - killed_at < LEASE_SECONDS + 60, "slots never came back"
-            time.sleep(0.2)
-        back_after = time.monotonic() - killed_at
-
-    print(f"slots back {back_after:.1f} s after SIGKILL (lease {LEASE_SECONDS:g} s)")
-    assert back_after >= LEASE_SECONDS - RENEW_EVERY - 1, back_after
-    assert {r["status"] for r in all_results(output)} == {"completed"}
-    assert limit_rejections(stats) == {}
-    assert stats["peak_in_flight"] <= 6
 
 
 TAKE = "increment-with-lease"  # the server endpoint that takes a slot
@@ -213,18 +123,18 @@ def test_a_busy_server_is_asked_again_until_it_grants_the_slot(server: PrefectSe
     with BusyProxy(server.api_url) as proxy, temporary_settings({PREFECT_API_URL: proxy.url}):
         slots = ServerLimits("busy-server", limits)
         try:
-            slots_on_server = _limits(server)  # before: the account has none yet
+            slots_on_server = limits_of(server)  # before: the account has none yet
             assert "fashn-busy-server-in-flight" not in slots_on_server
             asyncio.run(slots.take(slots.status_name))  # creates the limits
             proxy.busy(TAKE, times=8)
             before = proxy.count(TAKE)
             lease = asyncio.run(slots.take(slots.in_flight_name))
             assert proxy.count(TAKE) - before == 9  # eight busy answers, then the grant
-            assert _limits(server)["fashn-busy-server-in-flight"]["active_slots"] == 1
+            assert limits_of(server)["fashn-busy-server-in-flight"]["active_slots"] == 1
             slots.release(lease)
         finally:
             slots.close()
-    assert _limits(server)["fashn-busy-server-in-flight"]["active_slots"] == 0
+    assert limits_of(server)["fashn-busy-server-in-flight"]["active_slots"] == 0
 
 
 def test_a_freed_slot_goes_to_the_next_prediction_here_until_another_process_waits(
@@ -272,7 +182,7 @@ def test_a_freed_slot_goes_to_the_next_prediction_here_until_another_process_wai
             there.close()
     # While the other process waited, the slot stayed here at most HANDOFFS more times.
     assert handed_on <= HANDOFFS
-    assert _limits(server)["fashn-handoff-in-flight"]["active_slots"] == 0
+    assert limits_of(server)["fashn-handoff-in-flight"]["active_slots"] == 0
 
 
 def test_blocked_takes_of_one_process_ask_the_server_one_at_a_time(
@@ -306,4 +216,4 @@ def test_blocked_takes_of_one_process_ask_the_server_one_at_a_time(
     # Four first tries and one 'waiting' slot, then one ask per poll interval at most
     # (four askers would make about four times as many).
     assert asks <= 4 + 1 + elapsed / poll + 2, (asks, elapsed)
-    assert _limits(server)["fashn-one-asker-in-flight"]["active_slots"] == 0
+    assert limits_of(server)["fashn-one-asker-in-flight"]["active_slots"] == 0
