@@ -91,6 +91,7 @@ class ResultsBuilder:
         self._batches: list[pa.RecordBatch] = []
         # Metadata column -> (the lowest row showing it, its position in that row).
         self._metadata: dict[str, tuple[int, int]] = {}
+        self._layouts: dict[tuple[str, ...], tuple[tuple[int, str], ...]] = {}
 
     def __len__(self) -> int:
         return self.totals.rows
@@ -99,15 +100,26 @@ class ResultsBuilder:
         """Add one result row (a dict as :func:`~fashn_prefect.run.write.result_row`
         makes); it is converted with the next batch."""
         metadata, number = self._metadata, row["row"]
-        for position, name in enumerate(row):
-            if name not in CORE_COLUMNS:
-                seen = metadata.get(name)
-                if seen is None or number < seen[0]:
-                    metadata[name] = (number, position)
+        for position, name in self._metadata_of(row):
+            seen = metadata.get(name)
+            if seen is None or number < seen[0]:
+                metadata[name] = (number, position)
         self.totals.add(row)
         self._pending.append(row)
         if len(self._pending) >= self.batch_rows:
             self._flush()
+
+    def _metadata_of(self, row: dict[str, Any]) -> tuple[tuple[int, str], ...]:
+        """The metadata keys of ``row`` with their positions; remembered per key layout
+        (the rows of one manifest share a few)."""
+        layout = tuple(row)
+        found = self._layouts.get(layout)
+        if found is None:
+            found = tuple((i, name) for i, name in enumerate(layout) if name not in CORE_COLUMNS)
+            if len(self._layouts) >= 1024:
+                self._layouts.clear()
+            self._layouts[layout] = found
+        return found
 
     def extend(self, rows: Iterable[dict[str, Any]]) -> None:
         """Add every row of ``rows`` (any iterable)."""

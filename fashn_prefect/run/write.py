@@ -119,13 +119,17 @@ def _mode_and_resolution(model_name: str, inputs: dict[str, Any]) -> tuple[str |
     model = specs.MODELS.get(model_name) if isinstance(model_name, str) else None
     if model is None:
         return None, None
-    given = inputs.get("generation_mode"), inputs.get("mode"), inputs.get("resolution")
+    g, m, r = inputs.get("generation_mode"), inputs.get("mode"), inputs.get("resolution")
     key: tuple[Any, ...] | None = None
     # Only strings are remembered: equal values of other types can print differently.
-    if all(v is None or type(v) is str for v in given):
+    if (
+        (g is None or type(g) is str)
+        and (m is None or type(m) is str)
+        and (r is None or type(r) is str)
+    ):
         conditions = _conditions(model)
         present = tuple(inputs.get(n) is not None for n in conditions) if conditions else ()
-        key = (id(model), given, present)
+        key = (id(model), g, m, r, present)
         hit = _MODES.get(key)
         if hit is not None and hit[0] is model:
             return hit[1], hit[2]
