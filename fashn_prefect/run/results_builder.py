@@ -21,7 +21,10 @@ from fashn_prefect.store.results import CORE_COLUMNS, SCHEMA
 
 __all__ = ["BATCH_ROWS", "ResultsBuilder", "Totals"]
 
-BATCH_ROWS = 8192
+#: Rows per record batch. Small enough that rows waiting for their batch die young: with
+#: 8,192 they lived long enough to reach the garbage collector's oldest generation, and
+#: full collections over a 1M-row run's plan added about 3 s.
+BATCH_ROWS = 1024
 _STATUSES = ("completed", "failed", "invalid", "skipped")
 
 

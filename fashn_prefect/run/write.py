@@ -25,8 +25,11 @@ from fashn_prefect.store.fs import atomic_write, join
 from fashn_prefect.store.ledger import Attempt
 from fashn_prefect.store.results import CORE_COLUMNS, results_root
 
-#: Rows per Parquet row group and per CSV write.
-WRITE_ROWS = 65536
+#: Rows per Parquet row group (bigger groups compress better: 65,536-row groups made a
+#: 1M-row table 10 % bigger than one group, these 3 %).
+PARQUET_ROWS = 262144
+#: Rows per CSV write (their list columns are turned into JSON one slice at a time).
+CSV_ROWS = 65536
 # The json module's own encoder, as ``json.dumps(..., sort_keys=True, default=str)`` builds
 # it on every call.
 _INPUTS_JSON = json.JSONEncoder(sort_keys=True, default=str)
@@ -197,13 +200,14 @@ def write_results(
     csv: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> WrittenResults:
-    """Write ``table`` under ``{output}/results/`` atomically, :data:`WRITE_ROWS` rows at a
-    time; return the URIs written. In the CSV the list columns are JSON arrays."""
+    """Write ``table`` under ``{output}/results/`` atomically, a slice of rows at a time
+    (:data:`PARQUET_ROWS`, :data:`CSV_ROWS`); return the URIs written. In the CSV the list
+    columns are JSON arrays."""
     fs, root = results_root(output_url, storage_options)
 
     def parquet(sink: IO[bytes]) -> None:
         with pq.ParquetWriter(sink, table.schema, compression="zstd") as writer:
-            for part in _parts(table):
+            for part in _parts(table, PARQUET_ROWS):
                 writer.write_table(part)
 
     parquet_path = join(root, f"{run_name}.parquet")
@@ -225,7 +229,7 @@ def _write_csv(table: pa.Table, sink: IO[bytes]) -> None:
         index = schema.get_field_index(name)
         schema = schema.set(index, pa.field(name, pa.string()))
     with pacsv.CSVWriter(sink, schema) as writer:
-        for part in _parts(table):
+        for part in _parts(table, CSV_ROWS):
             for name in _JSON_COLUMNS:
                 index = part.schema.get_field_index(name)
                 as_json = json_lists(part.column(name).combine_chunks())
@@ -233,12 +237,11 @@ def _write_csv(table: pa.Table, sink: IO[bytes]) -> None:
             writer.write_table(part)
 
 
-def _parts(table: pa.Table) -> Iterable[pa.Table]:
-    """``table`` in slices of :data:`WRITE_ROWS` rows (none for an empty table's rows, but
-    always at least one slice so the schema is written)."""
-    yield table.slice(0, WRITE_ROWS)
-    for offset in range(WRITE_ROWS, table.num_rows, WRITE_ROWS):
-        yield table.slice(offset, WRITE_ROWS)
+def _parts(table: pa.Table, rows: int) -> Iterable[pa.Table]:
+    """``table`` in slices of ``rows`` rows (an empty table as one empty slice)."""
+    yield table.slice(0, rows)
+    for offset in range(rows, table.num_rows, rows):
+        yield table.slice(offset, rows)
 
 
 def json_lists(lists: pa.Array) -> pa.Array:

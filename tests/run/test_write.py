@@ -52,7 +52,8 @@ def table_of(n: int, uris: list[str] | None = None) -> pa.Table:
 def written(
     tmp_path: Path, table: pa.Table, name: str, monkeypatch: pytest.MonkeyPatch, rows: int
 ) -> tuple[pa.Table, bytes]:
-    monkeypatch.setattr(write, "WRITE_ROWS", rows)
+    monkeypatch.setattr(write, "PARQUET_ROWS", rows)
+    monkeypatch.setattr(write, "CSV_ROWS", rows)
     out = write_results(table, str(tmp_path), name, csv=True)
     assert out.csv is not None
     parquet = pq.read_table(out.parquet.removeprefix("file://"))
@@ -124,7 +125,7 @@ def test_what_reads_results_back_sees_the_batched_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     table = table_of(50)
-    monkeypatch.setattr(write, "WRITE_ROWS", 8)
+    monkeypatch.setattr(write, "PARQUET_ROWS", 8)
     write_results(table, str(tmp_path), "run-1")
 
     back = read_results(str(tmp_path))
