@@ -155,6 +155,8 @@ class ResultsBuilder:
             table = table.set_column(schema.get_field_index(name), field, column)
         if not _is_sorted(table.column("row")):
             table = table.sort_by("row")
+        # Keep the sorted rows only: the builder does not hold a second copy of the table.
+        self._batches = table.to_batches()
         return table
 
 

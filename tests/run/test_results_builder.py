@@ -163,3 +163,14 @@ def test_no_rows_give_an_empty_table_with_the_fixed_columns() -> None:
 def test_results_table_is_the_builder_over_a_list() -> None:
     rows = mixed_rows(25)
     assert results_table(rows[::-1], "f", STARTED).equals(one_list_table(rows, "f"))
+
+
+def test_the_table_can_be_asked_for_again_after_more_rows() -> None:
+    rows = mixed_rows(30)
+    builder = ResultsBuilder(batch_rows=4)
+    builder.extend(rows[20:])
+    first = builder.table("f", STARTED)
+    builder.extend(rows[:20])
+
+    assert first.column("row").to_pylist() == list(range(21, 31))
+    assert builder.table("g", STARTED).equals(one_list_table(rows, "g"))
