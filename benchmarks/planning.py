@@ -99,7 +99,11 @@ def measure(manifest: str, output: str) -> dict[str, Any]:
     from fashn_prefect.run.manifest import read_manifest
     from fashn_prefect.run.plan import make_plan
     from fashn_prefect.run.validate import validate_manifest
-    from fashn_prefect.run.write import result_row, results_table, write_results
+    from fashn_prefect.run.write import result_row, write_results
+
+    builder: Any = None
+    with contextlib.suppress(ImportError):  # a baseline from before the builder: one list
+        from fashn_prefect.run.results_builder import ResultsBuilder as builder
 
     times: dict[str, float] = {}
     t = time.perf_counter()
@@ -114,12 +118,23 @@ def measure(manifest: str, output: str) -> dict[str, Any]:
     t = time.perf_counter()
     plan = make_plan(report.rows, output)
     times["plan"] = time.perf_counter() - t
+    rss_before_results = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     t = time.perf_counter()
-    rows = [
-        result_row(job.spec, "completed", prediction_ids=["x"], output_uris=["y"])
-        for job in plan.rows
-    ]
-    table = results_table(rows, "flow-run-id", datetime.now(UTC))
+    if builder is not None:
+        # The product path (stages.execute + write_outcome): one result row at a time into
+        # the builder, then the table sorted by row, written in batches.
+        results = builder()
+        for job in plan.rows:
+            results.add(result_row(job.spec, "completed", prediction_ids=["x"], output_uris=["y"]))
+        table = results.table("flow-run-id", datetime.now(UTC))
+    else:
+        from fashn_prefect.run.write import results_table
+
+        rows = [
+            result_row(job.spec, "completed", prediction_ids=["x"], output_uris=["y"])
+            for job in plan.rows
+        ]
+        table = results_table(rows, "flow-run-id", datetime.now(UTC))
     written = write_results(table, output, "bench", csv=True)
     times["results"] = time.perf_counter() - t
     assert written.csv is not None
@@ -135,6 +150,8 @@ def measure(manifest: str, output: str) -> dict[str, Any]:
         "times": times,
         "sizes": sizes,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        # The peak before the results step: what the results step added is the difference.
+        "peak_rss_before_results_mib": rss_before_results,
     }
 
 
@@ -374,7 +391,8 @@ def size_table(n: int, folder: Path, codes: list[tuple[str, Path | None]]) -> Ta
         "product-to-model, try-on max, edit), image URLs, two metadata columns; estimated "
         f"credits {credits:,}. Steps are the library calls run_manifest makes: "
         "read_manifest, validate_manifest, ValidationReport.estimated_credits, make_plan, "
-        "then results_table + write_results (Parquet and CSV) for one result row per job.",
+        "then one result row per job (result_row) into the ResultsBuilder (results_table "
+        "before it), its table sorted by row, and write_results (Parquet and CSV).",
         "The resume's ledger is written by each code's own layout: one JSON object per "
         "row (before snapshots), or 16 merged snapshots (the most a merged ledger holds).",
         "peak RSS = ru_maxrss of the measuring subprocess (Python, pyarrow and "

@@ -133,20 +133,27 @@ class Plan:
     def __init__(self, rows: Sequence[PlannedRow] | None = None) -> None:
         self.rows: Sequence[PlannedRow] = [] if rows is None else rows
 
-    def _actions(self) -> list[Action]:
+    def actions(self) -> list[Action]:
+        """Each job's action, in manifest order."""
         if isinstance(self.rows, PlannedRows):
             return self.rows.actions
         return [j.action for j in self.rows]
 
+    def spec(self, index: int) -> RowSpec:
+        """The row of job ``index`` (without building or holding its planned row)."""
+        if isinstance(self.rows, PlannedRows):
+            return self.rows.specs[index]
+        return self.rows[index].spec
+
     def count(self, *actions: Action) -> int:
         """How many jobs have one of ``actions``."""
         wanted = set(actions)
-        return sum(1 for action in self._actions() if action in wanted)
+        return sum(1 for action in self.actions() if action in wanted)
 
     def by_action(self, *actions: Action) -> list[PlannedRow]:
         """Jobs whose action is one of ``actions``."""
         wanted = set(actions)
-        return [self.rows[i] for i, a in enumerate(self._actions()) if a in wanted]
+        return [self.rows[i] for i, a in enumerate(self.actions()) if a in wanted]
 
     def unreadable(self) -> list[PlannedRow]:
         """Jobs whose ledger record exists but could not be read (they carry a problem)."""
@@ -194,13 +201,13 @@ def launch_order(plan: Plan, expected_seconds: Callable[[RowSpec], float]) -> li
     Ties keep manifest order.
     """
     rank = {"resume": 1, "submit": 2}
-
-    def key(index: int) -> tuple[int, float]:
-        job = plan.rows[index]
-        position = rank.get(job.action, 0)
-        return position, -expected_seconds(job.spec) if position == 2 else 0.0
-
-    return sorted(range(len(plan.rows)), key=key)
+    keys: list[tuple[int, float, int]] = []
+    for index, action in enumerate(plan.actions()):
+        position = rank.get(action, 0)
+        latency = -expected_seconds(plan.spec(index)) if position == 2 else 0.0
+        keys.append((position, latency, index))
+    keys.sort()
+    return [index for _, _, index in keys]
 
 
 def make_plan(

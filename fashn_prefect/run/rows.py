@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Coroutine
-from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, cast
 
 import httpx
@@ -194,17 +193,9 @@ def task_run_name(spec: RowSpec) -> str:
     return f"{re.sub(r'-v[0-9.]+$', '', spec.model_name)} {spec.row_key}"
 
 
-async def run_row(
-    rt: Runtime,
-    task: RowTask,
-    index: int,
-    ahead: AbstractAsyncContextManager[Any] | None = None,
-) -> dict[str, Any]:
-    """The composed unit for one manifest row; always returns its result row.
-
-    ``ahead`` bounds how many rows have a task run started (a few more than the account's
-    in-flight slots, so the next task is ready when a slot frees up).
-    """
+async def run_row(rt: Runtime, task: RowTask, index: int) -> dict[str, Any]:
+    """The composed unit for one manifest row; always returns its result row (the caller,
+    :func:`~fashn_prefect.run.stages.execute`, bounds how many run at once)."""
     row = rt.rows[index]
     settled = settled_row(row)
     if settled is not None:
@@ -216,8 +207,7 @@ async def run_row(
         retry_delay_seconds=[rt.config.retry_delay * 2**i for i in range(retries)] or 0,
         retry_condition_fn=is_transient,
     )
-    async with ahead or nullcontext():
-        state = await cast(Awaitable[State[list[str]]], runner(index, return_state=True))
+    state = await cast(Awaitable[State[list[str]]], runner(index, return_state=True))
     if not state.is_completed():
         return await failed_row(rt, row, state)
     return row_from_record(row, "completed")

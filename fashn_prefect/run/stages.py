@@ -24,14 +24,15 @@ from fashn_prefect.run.events import account_of, prediction_failed
 from fashn_prefect.run.manifest import Manifest
 from fashn_prefect.run.observe import current_observer
 from fashn_prefect.run.outcome import budget_refused, judge_run, state_for
-from fashn_prefect.run.plan import Plan, launch_order, make_plan
+from fashn_prefect.run.plan import Plan, PlannedRows, launch_order, make_plan
 from fashn_prefect.run.poll import seed_from_results
 from fashn_prefect.run.request import CheckedRows, RunRequest
-from fashn_prefect.run.result_rows import invalid_rows
+from fashn_prefect.run.result_rows import invalid_rows, settled_row
+from fashn_prefect.run.results_builder import ResultsBuilder
 from fashn_prefect.run.rows import row_task, run_row
 from fashn_prefect.run.runtime import Runtime, open_runtime
 from fashn_prefect.run.validate import RowSpec, ValidationReport
-from fashn_prefect.run.write import results_table, run_name, summarise, write_results
+from fashn_prefect.run.write import run_name, write_results
 from fashn_prefect.scheduler.latency import latency_key
 from fashn_prefect.store.fs import bounded
 from fashn_prefect.store.reports import RunReport, publish_summary, write_run_report
@@ -61,11 +62,12 @@ async def run_rows(
         before = await _balance_allows(rt, plan, creds.account_id) if s.check_balance else None
         name = run_name(started, flow_run.id)
         rt.rows = plan.rows
-        rows = await execute(rt, plan, lambda row: prediction_failed(row, name, creds.account_id))
+        results = await execute(
+            rt, plan, lambda row: prediction_failed(row, name, creds.account_id)
+        )
         after = await rt.client.credits() if s.check_balance else None
-    rows += invalid_rows(checked.report, checked.manifest)
-    rows.sort(key=lambda r: r["row"])
-    report = await write_outcome(rt, request, rows, started, _Balances(before, after))
+    results.extend(invalid_rows(checked.report, checked.manifest))
+    report = await write_outcome(rt, request, results, started, _Balances(before, after))
     decided = judge_run(report.as_dict(), s.failure_threshold, creds.account_id)
     # Prefect makes a returned state the flow run's final state; a caller awaiting the flow
     # gets the summary back (from a Failed run through fashn_prefect.run.outcome.summary_of).
@@ -128,10 +130,20 @@ async def plan_or_refuse(checked: CheckedRows, request: RunRequest) -> tuple[Pla
 
 
 async def execute(
-    rt: Runtime, plan: Plan, on_failed: Callable[[dict[str, Any]], None] | None = None
-) -> list[dict[str, Any]]:
-    """Run every planned row as a Prefect task, longest expected first; return the result
-    rows. ``on_failed`` hears of each failed row as it fails (for its event)."""
+    rt: Runtime,
+    plan: Plan,
+    on_failed: Callable[[dict[str, Any]], None] | None = None,
+    results: ResultsBuilder | None = None,
+) -> ResultsBuilder:
+    """Run every planned row as a Prefect task, longest expected first; add each result
+    row to ``results`` (a new builder when not given) as it finishes, and return it.
+    ``on_failed`` hears of each failed row as it fails (for its event).
+
+    Rows that need no prediction are settled at once; the others start as row tasks, at
+    most four times the account's in-flight slots at a time (so the next task is ready
+    when a slot frees up), never one coroutine per row up front.
+    """
+    results = ResultsBuilder() if results is None else results
     total = len(plan.rows)
     rt.stats.total = total
     progress_id = await acreate_progress_artifact(
@@ -158,22 +170,71 @@ async def execute(
     def expected(spec: RowSpec) -> float:
         return rt.polls.book.total(latency_key(spec.model_name, spec.inputs)).quantile(0.5)
 
-    async def one(index: int) -> dict[str, Any]:
-        row = await run_row(rt, task, index, ahead)
+    async def finish(index: int, row: dict[str, Any]) -> None:
         await rt.settle(plan.rows[index].record)
+        if isinstance(plan.rows, PlannedRows):
+            plan.rows.release(index)  # done with: a million-row run holds only rows in flight
         if on_failed is not None and row["status"] == "failed":
             on_failed(row)
+        results.add(row)
         rt.stats.done += 1
         if rt.observer is not None:
             rt.observer.progress(rt.stats.done, total)
         if rt.stats.done % step == 0:
             await report_progress()
-        return row
 
-    rows = list(await asyncio.gather(*(one(i) for i in launch_order(plan, expected))))
+    async def one(index: int) -> None:
+        try:
+            row = await run_row(rt, task, index)
+        finally:
+            ahead.release()
+        await finish(index, row)
+
+    running: set[asyncio.Task[None]] = set()
+    try:
+        for index in launch_order(plan, expected):
+            settled = settled_row(plan.rows[index])
+            if settled is not None:
+                await finish(index, settled)
+                continue
+            await ahead.acquire()
+            _raise_first_failure(running)
+            job = asyncio.create_task(one(index))
+            running.add(job)
+            job.add_done_callback(_forget_if_fine(running))
+        while running:
+            await asyncio.wait(running, return_when=asyncio.FIRST_EXCEPTION)
+            _raise_first_failure(running)
+    finally:
+        for job in running:
+            job.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
     await rt.snapshot()
     await report_progress()
-    return rows
+    return results
+
+
+def _forget_if_fine(running: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    """A done callback: drop a finished row's task from ``running`` unless it raised or was
+    cancelled (then :func:`_raise_first_failure` finds it there)."""
+
+    def forget(job: asyncio.Task[None]) -> None:
+        if not job.cancelled() and job.exception() is None:
+            running.discard(job)
+
+    return forget
+
+
+def _raise_first_failure(running: set[asyncio.Task[None]]) -> None:
+    """Raise what a row's task raised (as ``asyncio.gather`` over the rows did); forget
+    the finished ones."""
+    for job in [j for j in running if j.done()]:
+        running.discard(job)
+        if job.cancelled():
+            raise asyncio.CancelledError()
+        error = job.exception()
+        if error is not None:
+            raise error
 
 
 @dataclass(frozen=True)
@@ -185,16 +246,17 @@ class _Balances:
 async def write_outcome(
     rt: Runtime,
     request: RunRequest,
-    rows: list[dict[str, Any]],
+    results: ResultsBuilder,
     started: datetime,
     balances: _Balances,
 ) -> RunReport:
-    """Write the results table, the review gallery and the run report; publish the summary."""
+    """Write the results table (sorted by row), the review gallery and the run report;
+    publish the summary."""
     s, output, options = request.settings, request.output, request.storage_options
     flow_run_id = rt.flow_run_id
     name = run_name(started, flow_run_id)
-    table = results_table(rows, flow_run_id, started)
-    timeout = _bulk_timeout(s.storage_timeout, len(rows))
+    table = results.table(flow_run_id, started)
+    timeout = _bulk_timeout(s.storage_timeout, table.num_rows)
     written = await bounded(
         timeout,
         "writing the results table",
@@ -208,7 +270,7 @@ async def write_outcome(
         started_at=started.isoformat(),
         finished_at=datetime.now(UTC).isoformat(),
         elapsed_s=(datetime.now(UTC) - started).total_seconds(),
-        totals=summarise(rows),
+        totals=results.totals.as_dict(),
         submitted=rt.stats.submitted,
         status_calls=rt.stats.status_calls,
         results=written.parquet,
