@@ -30,7 +30,7 @@ from fashn_prefect.run.outcome import judge_backfill, summary_of
 from fashn_prefect.run.plan import PlannedRows, make_plan
 from fashn_prefect.run.request import CheckedRows, RunRequest
 from fashn_prefect.run.validate import RowSpec, ValidationReport, ValidRows
-from fashn_prefect.store.ledger import Ledger, LedgerRecords, RecordSummary
+from fashn_prefect.store.ledger import Ledger, LedgerRecords
 from fashn_prefect.store.results import read_results
 
 CHUNKS_AT_ONCE = 2
@@ -152,10 +152,9 @@ def _spent_before(
         spent = int(pc.sum(pc.fill_null(mine["credits_charged"], 0)).as_py() or 0)
         reported = set(pc.unique(mine["row_key"]).to_pylist())
     unreported = [n for n, key in enumerate(keys) if key not in reported]
-    summaries = records.summaries([keys[n] for n in unreported])
-    for n, summary in zip(unreported, summaries, strict=True):
-        if isinstance(summary, RecordSummary) and summary.inputs_hash == hashes[n]:
-            spent += summary.credits_used
+    unreported_keys = [keys[n] for n in unreported]
+    found = records.summaries(unreported_keys)
+    spent += int(found.credits_used(unreported_keys, [hashes[n] for n in unreported]).sum())
     return spent
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fashn_prefect.errors import PERMANENT_ERRORS
 from fashn_prefect.run.validate import RowSpec, ValidRows
@@ -33,6 +35,7 @@ from fashn_prefect.store.ledger import (
     LedgerRecords,
     RecordSummary,
     RowRecord,
+    Summaries,
     UnreadableRecord,
 )
 from fashn_prefect.store.results import completed_rows, reported_charges
@@ -64,12 +67,14 @@ class PlannedRows(Sequence[PlannedRow]):
         specs: Sequence[RowSpec],
         actions: list[Action],
         records: Mapping[str, RowRecord | UnreadableRecord],
+        positions: Any,
         previous: Sequence[dict[str, Any]],
         previous_slot: Any,
     ) -> None:
         self.specs = specs
         self.actions = actions
         self._records = records
+        self._positions = positions
         self._previous = previous
         self._previous_slot = previous_slot
         self._reported: frozenset[str] = frozenset()
@@ -115,7 +120,11 @@ class PlannedRows(Sequence[PlannedRow]):
         if action == "skip":
             previous = self._previous[int(self._previous_slot[index])]
             return PlannedRow(spec, "skip", previous=previous)
-        found = self._records.get(spec.row_key)
+        records = self._records
+        if isinstance(records, LedgerRecords):
+            found = records.record_at(spec.row_key, int(self._positions[index]))
+        else:
+            found = records.get(spec.row_key)
         if isinstance(found, UnreadableRecord):
             if action not in ("submit", "ambiguous"):
                 # Its snapshot row read, but the record in it did not: its fate is unknown.
@@ -222,31 +231,94 @@ def make_plan(
     keys, hashes = _keys_and_hashes(rows)
     done = completed_rows(output_url, storage_options)
     done_index = done.match(keys, hashes)
-    pending = [i for i in range(len(keys)) if done_index[i] < 0]
-    records = Ledger(output_url, storage_options).load_many([keys[i] for i in pending])
-    summaries = records.summaries([keys[i] for i in pending]) if len(records) else []
-    actions: list[Action] = ["skip"] * len(keys)
-    charged = False
-    for n, i in enumerate(pending):
-        found = summaries[n] if summaries else None
-        if isinstance(found, UnreadableRecord):
-            actions[i] = "submit" if resubmit_ambiguous else "ambiguous"
-        elif found is None or found.inputs_hash != hashes[i]:
-            actions[i] = "submit"
-        else:
-            actions[i] = _action_for(found, resubmit_ambiguous, retry_failed)
-            # Only rows reported again from their record (no new attempt) can repeat a charge.
-            again = actions[i] in ("failed", "ambiguous")
-            charged = charged or (found.credits_used > 0 and again)
+    pending = np.flatnonzero(done_index < 0)
+    pending_keys = [keys[i] for i in pending]
+    pending_hashes = [hashes[i] for i in pending]
+    records = Ledger(output_url, storage_options).load_many(pending_keys)
+    found = records.summaries(pending_keys)
+    codes, charged = _actions_from_columns(found, pending_hashes, resubmit_ambiguous, retry_failed)
+    for n, key in enumerate(pending_keys):
+        if key in found.own:
+            action, again = _own_action(
+                found.own[key], pending_hashes[n], resubmit_ambiguous, retry_failed
+            )
+            codes[n], charged[n] = _CODES.index(action), again
+    all_codes = np.zeros(len(keys), dtype=np.int8)  # 0: skip
+    all_codes[pending] = codes
+    actions: list[Action] = [_CODES[c] for c in all_codes.tolist()]
+    positions = np.full(len(keys), -1, dtype=np.int64)
+    positions[pending] = found.positions
     # Earlier results of skipped rows, in plan order (read a batch at a time, in order).
     skipped = np.flatnonzero(done_index >= 0)
     previous_slot = np.full(len(keys), -1, dtype=np.int64)
     previous_slot[skipped] = np.arange(len(skipped))
     previous = done.rows(done_index[skipped])
-    planned = PlannedRows(rows, actions, records, previous, previous_slot)
-    if charged:
+    planned = PlannedRows(rows, actions, records, positions, previous, previous_slot)
+    # Only rows reported again from their record (no new attempt) can repeat a charge.
+    if charged.any():
         planned._reported = reported_charges(output_url, storage_options)
     return Plan(planned)
+
+
+_CODES: tuple[Action, ...] = ("skip", "submit", "resume", "recover", "ambiguous", "failed")
+
+
+def _actions_from_columns(
+    found: Summaries, hashes: list[str], resubmit_ambiguous: bool, retry_failed: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each pending row's action code (from its snapshot row's summary columns; submit
+    without one), and whether it is reported again with a charge: :func:`_action_for`
+    over whole columns."""
+    codes = np.full(len(hashes), _CODES.index("submit"), dtype=np.int8)
+    charged = np.zeros(len(hashes), dtype=bool)
+    cols = found.columns
+    if cols is None or not len(hashes):
+        return codes, charged
+
+    def where(expression: Any) -> np.ndarray:
+        return np.asarray(pc.fill_null(expression, False).to_numpy(zero_copy_only=False), bool)
+
+    status, last = cols["status"], cols["last_status"]
+    pid = cols["last_prediction_id"]
+    lost = where(pc.is_in(last, pa.array(["submitting", "ambiguous"])))
+    resume = where(
+        pc.and_(
+            pc.is_in(last, pa.array(["submitted", "completed"])),
+            pc.and_(pc.is_valid(pid), pc.not_equal(pid, "")),
+        )
+    )
+    permanent = pc.is_in(cols["last_error_name"], pa.array(sorted(PERMANENT_ERRORS)))
+    failed = where(pc.and_(pc.equal(status, "failed"), permanent))
+    recover = where(pc.and_(pc.equal(status, "completed"), cols["has_outputs"]))
+    same = where(pc.equal(cols["inputs_hash"], pa.array(hashes, pa.string())))
+    # From the last rule of _action_for to the first: a rule set later wins.
+    codes[lost] = _CODES.index("submit" if resubmit_ambiguous else "ambiguous")
+    codes[resume] = _CODES.index("resume")
+    if not retry_failed:
+        codes[failed] = _CODES.index("failed")
+    codes[where(pc.is_null(last))] = _CODES.index("submit")
+    codes[recover] = _CODES.index("recover")
+    codes[~same] = _CODES.index("submit")
+    again = np.isin(codes, [_CODES.index("failed"), _CODES.index("ambiguous")])
+    charged = where(pc.greater(cols["credits_used"], 0)) & again
+    return codes, charged
+
+
+def _own_action(
+    found: RowRecord | UnreadableRecord | None,
+    inputs_hash: str,
+    resubmit_ambiguous: bool,
+    retry_failed: bool,
+) -> tuple[Action, bool]:
+    """The action of a row decided by its loose record or a damaged snapshot, and whether
+    it is reported again with a charge."""
+    if isinstance(found, UnreadableRecord):
+        return ("submit" if resubmit_ambiguous else "ambiguous"), False
+    if found is None or found.inputs_hash != inputs_hash:
+        return "submit", False
+    summary = found.summary
+    action = _action_for(summary, resubmit_ambiguous, retry_failed)
+    return action, summary.credits_used > 0 and action in ("failed", "ambiguous")
 
 
 def _keys_and_hashes(rows: Sequence[RowSpec]) -> tuple[list[str], list[str]]:

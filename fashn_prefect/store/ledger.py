@@ -26,8 +26,9 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -218,23 +219,31 @@ class Ledger:
         wanted = set(row_keys)
         if not wanted:
             return LedgerRecords()
-        snapshot, damaged = self._load_snapshots(wanted)
-        return LedgerRecords(self._load_loose(row_keys), damaged, snapshot, self.snapshot_root)
+        snapshot = self._load_snapshots(wanted)
+        return LedgerRecords(self._load_loose(row_keys), snapshot)
 
-    def _load_snapshots(
-        self, wanted: set[str]
-    ) -> tuple[pa.Table | None, dict[str, UnreadableRecord]]:
+    def _load_snapshots(self, wanted: set[str]) -> SnapshotRows:
+        """The newest snapshot row of each wanted key (without its record, which is read
+        from the snapshot's bytes when asked for), and the rows of damaged snapshots."""
         for _ in range(_LIST_TRIES):
             paths = self._snapshot_paths()
-            tables, damaged = self._read_snapshots(paths)
+            contents = _read_all(self.fs, paths)
+            tables, damaged = _decode_snapshots(paths, contents, _SUMMARY_COLUMNS)
             if len(tables) + len(damaged) == len(paths):
                 break
             # A listed snapshot vanished: another run merged it into one not yet listed.
         else:
             raise OSError(f"the ledger snapshots under {self.snapshot_root} kept changing")
+        readable = [path for path in paths if path in tables]
         newest = None
-        if tables:
-            table = pa.concat_tables(tables)
+        if readable:
+            numbered = [
+                tables[path]
+                .append_column("_file", pa.array(np.full(tables[path].num_rows, n, np.int32)))
+                .append_column("_row", pa.array(np.arange(tables[path].num_rows, dtype=np.int32)))
+                for n, path in enumerate(readable)
+            ]
+            table = pa.concat_tables(numbered)
             newest = _newest(
                 table.filter(pc.is_in(table["row_key"], pa.array(list(wanted), pa.string())))
             )
@@ -242,7 +251,8 @@ class Ledger:
         for bad in damaged:
             for key in wanted if bad.keys is None else bad.keys & wanted:
                 unreadable[key] = UnreadableRecord(key, self._shown(bad.path), bad.problem)
-        return newest, unreadable
+        files = [(self._shown(path), cast(bytes, contents[path])) for path in readable]
+        return SnapshotRows(newest, files, unreadable)
 
     def _load_loose(self, row_keys: Sequence[str]) -> dict[str, RowRecord | UnreadableRecord]:
         try:
@@ -277,30 +287,107 @@ class Ledger:
         return sorted(p for p in found if p.endswith(".parquet") and not is_hidden(p))
 
     def _read_snapshots(self, paths: list[str]) -> tuple[list[pa.Table], list[_Damaged]]:
-        """The readable snapshots and the damaged ones; a vanished one is in neither."""
-        if not paths:
-            return [], []
-        contents = _read_all(self.fs, paths)
-        tables: list[pa.Table] = []
-        damaged: list[_Damaged] = []
-        for path in paths:
-            data = contents[path]
-            if isinstance(data, FileNotFoundError):
-                continue
-            if isinstance(data, BaseException):
-                damaged.append(_Damaged(path, f"{type(data).__name__}: {data}", None))
-                continue
-            try:
-                table = pq.read_table(pa.BufferReader(data))
-                if not table.schema.equals(SNAPSHOT_SCHEMA):
-                    raise ValueError(f"unexpected columns {table.schema.names}")
-                tables.append(table)
-            except Exception as exc:
-                damaged.append(_Damaged(path, f"{type(exc).__name__}: {exc}", _keys_of(data)))
-        return tables, damaged
+        """The readable snapshots (whole) and the damaged ones; a vanished one is in neither."""
+        tables, damaged = _decode_snapshots(paths, _read_all(self.fs, paths), None)
+        return [tables[path] for path in paths if path in tables], damaged
 
     def _shown(self, path: str) -> str:
         return str(self.fs.unstrip_protocol(path))
+
+
+_SUMMARY_COLUMNS = [name for name in SNAPSHOT_SCHEMA.names if name != "record"]
+
+
+def _decode_snapshots(
+    paths: list[str], contents: dict[str, bytes | BaseException], columns: list[str] | None
+) -> tuple[dict[str, pa.Table], list[_Damaged]]:
+    """Each readable snapshot's ``columns`` (all when None), by path, and the damaged
+    snapshots; a vanished one is in neither."""
+    tables: dict[str, pa.Table] = {}
+    damaged: list[_Damaged] = []
+    for path in paths:
+        data = contents[path]
+        if isinstance(data, FileNotFoundError):
+            continue
+        if isinstance(data, BaseException):
+            damaged.append(_Damaged(path, f"{type(data).__name__}: {data}", None))
+            continue
+        try:
+            schema = pq.read_schema(pa.BufferReader(data))
+            if not schema.equals(SNAPSHOT_SCHEMA):
+                raise ValueError(f"unexpected columns {schema.names}")
+            tables[path] = pq.read_table(pa.BufferReader(data), columns=columns)
+        except Exception as exc:
+            damaged.append(_Damaged(path, f"{type(exc).__name__}: {exc}", _keys_of(data)))
+    return tables, damaged
+
+
+class SnapshotRows:
+    """The newest snapshot row of each row key a plan asked for: its summary columns,
+    and where its record is (which snapshot, which row). A record is read from that
+    snapshot's bytes when asked for; the last snapshot's records are kept decoded."""
+
+    def __init__(
+        self,
+        table: pa.Table | None = None,
+        files: list[tuple[str, bytes]] | None = None,
+        damaged: dict[str, UnreadableRecord] | None = None,
+    ) -> None:
+        self.table = table
+        self.damaged = damaged or {}
+        self._files = files or []
+        self._decoded: tuple[int, list[bytes | None]] | None = None
+        self._index: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.table is None else self.table.num_rows
+
+    def locate(self, keys: Sequence[str]) -> np.ndarray:
+        """For each of ``keys``, its row here, or -1 when there is none."""
+        found = np.full(len(keys), -1, dtype=np.int64)
+        if self.table is None or not len(keys):
+            return found
+        wanted = pa.table(
+            {
+                "row_key": pa.array(keys, pa.string()),
+                "_k": pa.array(np.arange(len(keys), dtype=np.int64)),
+            }
+        )
+        mine = self.table.select(["row_key"]).append_column(
+            "_s", pa.array(np.arange(len(self), dtype=np.int64))
+        )
+        pairs = wanted.join(mine, "row_key", join_type="inner")
+        found[pairs["_k"].to_numpy()] = pairs["_s"].to_numpy()
+        return found
+
+    def position(self, key: str) -> int:
+        """The row of ``key`` here, or -1."""
+        if self._index is None:
+            keys = self.table["row_key"].to_pylist() if self.table is not None else []
+            self._index = {k: i for i, k in enumerate(keys)}
+        return self._index.get(key, -1)
+
+    def row_keys(self) -> list[str]:
+        """Every row key with a snapshot row here."""
+        return self.table["row_key"].to_pylist() if self.table is not None else []
+
+    def record(self, position: int) -> RowRecord | UnreadableRecord | None:
+        """The record at ``position`` (from :meth:`locate`), parsed."""
+        assert self.table is not None
+        key = self.table["row_key"][position].as_py()
+        file = self.table["_file"][position].as_py()
+        row = self.table["_row"][position].as_py()
+        shown, data = self._files[file]
+        if self._decoded is None or self._decoded[0] != file:
+            try:
+                column = pq.read_table(pa.BufferReader(data), columns=["record"])["record"]
+                self._decoded = (file, column.to_pylist())
+            except Exception as exc:
+                return UnreadableRecord(key, shown, f"{type(exc).__name__}: {exc}")
+        blob = self._decoded[1][row]
+        if blob is None:
+            return UnreadableRecord(key, shown, "the snapshot holds no record for it")
+        return _parse(key, blob, shown)
 
 
 def _parse(key: str, data: bytes, shown: str) -> RowRecord | UnreadableRecord | None:
@@ -368,85 +455,92 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 class LedgerRecords(Mapping[str, "RowRecord | UnreadableRecord"]):
     """The records :meth:`Ledger.load_many` found, by row key: loose records (parsed),
     rows of damaged snapshots (unreadable), and the newest snapshot rows, which stay
-    columnar and are parsed one at a time when asked for. A loose record wins over both."""
+    columnar (:class:`SnapshotRows`) and are parsed one at a time when asked for. A loose
+    record wins over both; a damaged snapshot's row wins over a readable snapshot's."""
 
     def __init__(
         self,
         loose: dict[str, RowRecord | UnreadableRecord] | None = None,
-        damaged: dict[str, UnreadableRecord] | None = None,
-        snapshot: pa.Table | None = None,
-        snapshot_root: str = "",
+        snapshot: SnapshotRows | None = None,
     ) -> None:
-        self._loose = loose or {}
-        self._damaged = damaged or {}
-        self._snapshot = snapshot
-        self._root = snapshot_root
-        keys = snapshot["row_key"].to_pylist() if snapshot is not None else []
-        self._snapshot_index = {key: i for i, key in enumerate(keys)}
+        self.loose = loose or {}
+        self.snapshot = snapshot if snapshot is not None else SnapshotRows()
+
+    def _own(self, key: str) -> RowRecord | UnreadableRecord | None:
+        """The loose record or the damaged snapshot's row of ``key``, if any."""
+        return self.loose.get(key) or self.snapshot.damaged.get(key)
 
     def __getitem__(self, key: str) -> RowRecord | UnreadableRecord:
-        found = self._loose.get(key) or self._damaged.get(key)
-        if found is not None:
-            return found
-        index = self._snapshot_index.get(key)
-        if index is None or self._snapshot is None:
+        found = self._own(key)
+        if found is None:
+            position = self.snapshot.position(key)
+            found = self.snapshot.record(position) if position >= 0 else None
+        if found is None:
             raise KeyError(key)
-        data = self._snapshot["record"][index].as_py()
-        parsed = _parse(key, data, self._root)
-        if parsed is None:
-            raise KeyError(key)
-        return parsed
-
-    def get(  # type: ignore[override]
-        self, key: str, default: RowRecord | UnreadableRecord | None = None
-    ) -> RowRecord | UnreadableRecord | None:
-        """The record of ``key`` (parsed now if it is in a snapshot), else ``default``."""
-        if key in self._loose or key in self._damaged or key in self._snapshot_index:
-            try:
-                return self[key]
-            except KeyError:
-                return default
-        return default
+        return found
 
     def __iter__(self) -> Iterator[str]:
-        yield from self._loose
-        yield from (k for k in self._damaged if k not in self._loose)
-        yield from (
-            k for k in self._snapshot_index if k not in self._loose and k not in self._damaged
-        )
+        own = {**self.loose, **self.snapshot.damaged}
+        yield from own
+        yield from (k for k in self.snapshot.row_keys() if k not in own)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
     def unreadable_keys(self) -> set[str]:
         """Row keys whose record exists but could not be read (loose or snapshot)."""
-        loose = {k for k, v in self._loose.items() if isinstance(v, UnreadableRecord)}
-        return loose | {k for k in self._damaged if k not in self._loose}
+        loose = {k for k, v in self.loose.items() if isinstance(v, UnreadableRecord)}
+        return loose | {k for k in self.snapshot.damaged if k not in self.loose}
 
-    def summaries(self, keys: Sequence[str]) -> list[RecordSummary | UnreadableRecord | None]:
-        """For each of ``keys``: what planning reads of its record, the unreadable record,
-        or None when it has none; snapshot rows are read from their columns."""
-        columns = (
-            {name: self._snapshot[name].to_pylist() for name in RecordSummary._fields}
-            if self._snapshot is not None and self._snapshot_index
-            else {}
-        )
-        out: list[RecordSummary | UnreadableRecord | None] = []
-        for key in keys:
-            loose = self._loose.get(key)
-            if isinstance(loose, RowRecord):
-                out.append(loose.summary)
-                continue
-            found = loose or self._damaged.get(key)
-            if found is not None:
-                out.append(found)
-                continue
-            index = self._snapshot_index.get(key)
-            if index is None:
-                out.append(None)
-                continue
-            out.append(RecordSummary(*(columns[name][index] for name in RecordSummary._fields)))
-        return out
+    def record_at(self, key: str, position: int) -> RowRecord | UnreadableRecord | None:
+        """The record of ``key``, whose snapshot row is ``position`` (-1: none)."""
+        found = self._own(key)
+        if found is None and position >= 0:
+            found = self.snapshot.record(position)
+        return found
+
+    def summaries(self, keys: Sequence[str]) -> Summaries:
+        """What planning reads of each of ``keys``' records, as columns."""
+        positions = self.snapshot.locate(keys)
+        own = {k: self._own(k) for k in keys if k in self.loose or k in self.snapshot.damaged}
+        return Summaries(self.snapshot, positions, own)
+
+
+class Summaries:
+    """What planning reads of the records of a list of keys: the snapshot rows' summary
+    columns (aligned with the keys; null where a key has no snapshot row), ``positions``
+    (each key's snapshot row, -1 for none), and ``own``: the keys whose loose record or
+    damaged snapshot row overrides the snapshot columns."""
+
+    def __init__(
+        self,
+        snapshot: SnapshotRows,
+        positions: np.ndarray,
+        own: dict[str, RowRecord | UnreadableRecord | None],
+    ) -> None:
+        self.positions = positions
+        self.own = own
+        if snapshot.table is None:
+            self.columns: pa.Table | None = None
+        else:
+            missing = positions < 0
+            take = pa.array(np.where(missing, 0, positions), mask=missing)
+            self.columns = snapshot.table.select(list(RecordSummary._fields)).take(take)
+
+    def credits_used(self, keys: Sequence[str], hashes: Sequence[str]) -> np.ndarray:
+        """For each key (the keys these summaries were made for): the credits its record's
+        attempts were charged, when the record is for these ``hashes`` (else 0)."""
+        used = np.zeros(len(keys), dtype=np.int64)
+        if self.columns is not None:
+            same = pc.equal(self.columns["inputs_hash"], pa.array(hashes, pa.string()))
+            charged = pc.if_else(pc.fill_null(same, False), self.columns["credits_used"], 0)
+            used = np.array(pc.fill_null(charged, 0).to_numpy(zero_copy_only=False), np.int64)
+        for n, key in enumerate(keys):
+            if key in self.own:
+                record = self.own[key]
+                mine = isinstance(record, RowRecord) and record.inputs_hash == hashes[n]
+                used[n] = record.summary.credits_used if mine else 0  # type: ignore[union-attr]
+        return used
 
 
 @dataclass(frozen=True)
