@@ -120,19 +120,21 @@ def measure(manifest: str, output: str) -> dict[str, Any]:
     times["plan"] = time.perf_counter() - t
     rss_before_results = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     t = time.perf_counter()
+    # Each job's row: read from the plan's columns where it keeps them (the run builds a
+    # job's planned row, with its ledger record, only when it takes the row up).
+    specs = getattr(plan.rows, "specs", None) or [job.spec for job in plan.rows]
     if builder is not None:
         # The product path (stages.execute + write_outcome): one result row at a time into
         # the builder, then the table sorted by row, written in batches.
         results = builder()
-        for job in plan.rows:
-            results.add(result_row(job.spec, "completed", prediction_ids=["x"], output_uris=["y"]))
+        for spec in specs:
+            results.add(result_row(spec, "completed", prediction_ids=["x"], output_uris=["y"]))
         table = results.table("flow-run-id", datetime.now(UTC))
     else:
         from fashn_prefect.run.write import results_table
 
         rows = [
-            result_row(job.spec, "completed", prediction_ids=["x"], output_uris=["y"])
-            for job in plan.rows
+            result_row(spec, "completed", prediction_ids=["x"], output_uris=["y"]) for spec in specs
         ]
         table = results_table(rows, "flow-run-id", datetime.now(UTC))
     written = write_results(table, output, "bench", csv=True)
@@ -146,7 +148,9 @@ def measure(manifest: str, output: str) -> dict[str, Any]:
         "rows": report.total_rows,
         "valid": len(report.rows),
         "credits": credits,
-        "actions": sorted({j.action for j in plan.rows}),
+        "actions": sorted(
+            set(plan.actions() if hasattr(plan, "actions") else [j.action for j in plan.rows])
+        ),
         "times": times,
         "sizes": sizes,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,

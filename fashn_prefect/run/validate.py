@@ -22,7 +22,7 @@ import json
 import re
 import sys
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, overload
 
@@ -252,6 +252,23 @@ class ValidRows(Sequence[RowSpec]):
             estimated_credits=self._credits[index],
             catalogued=catalogued,
         )
+
+    def __iter__(self) -> Iterator[RowSpec]:
+        # In order: the manifest's rows are decoded a batch at a time, once each.
+        source = self._source
+        for index, position in enumerate(self._positions):
+            model, catalogued = self._models[index], bool(self._catalogued[index])
+            inputs, metadata = split_row(source[position], model, catalogued)
+            yield RowSpec(
+                position + 1,
+                self._keys[index],
+                model,
+                inputs,
+                metadata,
+                self._hashes[index],
+                self._credits[index],
+                catalogued,
+            )
 
     @property
     def row_numbers(self) -> list[int]:

@@ -216,13 +216,12 @@ class Ledger:
         may have been submitted, so it must not be planned as new. So does every row a
         damaged snapshot may hold.
         """
-        wanted = set(row_keys)
-        if not wanted:
+        if not len(row_keys):
             return LedgerRecords()
-        snapshot = self._load_snapshots(wanted)
+        snapshot = self._load_snapshots(row_keys)
         return LedgerRecords(self._load_loose(row_keys), snapshot)
 
-    def _load_snapshots(self, wanted: set[str]) -> SnapshotRows:
+    def _load_snapshots(self, row_keys: Sequence[str]) -> SnapshotRows:
         """The newest snapshot row of each wanted key (without its record, which is read
         from the snapshot's bytes when asked for), and the rows of damaged snapshots."""
         for _ in range(_LIST_TRIES):
@@ -235,21 +234,26 @@ class Ledger:
         else:
             raise OSError(f"the ledger snapshots under {self.snapshot_root} kept changing")
         readable = [path for path in paths if path in tables]
+        wanted = pa.array(row_keys, pa.string())
         newest = None
         if readable:
-            numbered = [
-                tables[path]
-                .append_column("_file", pa.array(np.full(tables[path].num_rows, n, np.int32)))
-                .append_column("_row", pa.array(np.arange(tables[path].num_rows, dtype=np.int32)))
-                for n, path in enumerate(readable)
-            ]
+            # Each row numbered by its snapshot and its row there, to find its record later.
+            numbered = []
+            for n, path in enumerate(readable):
+                part = tables.pop(path)
+                size = part.num_rows
+                part = part.append_column("_file", pa.array(np.full(size, n, np.int32)))
+                part = part.append_column("_row", pa.array(np.arange(size, dtype=np.int32)))
+                numbered.append(part)
             table = pa.concat_tables(numbered)
-            newest = _newest(
-                table.filter(pc.is_in(table["row_key"], pa.array(list(wanted), pa.string())))
-            )
+            del numbered
+            mine = np.flatnonzero(pc.is_in(table["row_key"], wanted).to_numpy(False))
+            newest = table.take(mine[_newest_rows(table.select(["row_key", "updated_at"]), mine)])
+            del table
         unreadable: dict[str, UnreadableRecord] = {}
         for bad in damaged:
-            for key in wanted if bad.keys is None else bad.keys & wanted:
+            keys = row_keys if bad.keys is None else [k for k in row_keys if k in bad.keys]
+            for key in keys:
                 unreadable[key] = UnreadableRecord(key, self._shown(bad.path), bad.problem)
         files = [(self._shown(path), cast(bytes, contents[path])) for path in readable]
         return SnapshotRows(newest, files, unreadable)
@@ -406,6 +410,22 @@ def _keys_of(data: bytes) -> frozenset[str] | None:
         return frozenset(str(k) for k in table["row_key"].to_pylist())
     except Exception:
         return None
+
+
+def _newest_rows(keys: pa.Table, rows: np.ndarray) -> np.ndarray:
+    """Of ``rows`` (indexes into ``keys``, a table of ``row_key`` and ``updated_at``), the
+    positions in ``rows`` of each row key's newest (on a tie, the one read last)."""
+    if len(rows) < 2:
+        return np.arange(len(rows))
+    small = keys.take(pa.array(rows)).append_column("_i", pa.array(np.arange(len(rows))))
+    order = pc.sort_indices(
+        small,
+        sort_keys=[("row_key", "ascending"), ("updated_at", "descending"), ("_i", "descending")],
+    ).to_numpy()
+    ordered = small["row_key"].take(pa.array(order)).combine_chunks()
+    changed = pc.not_equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))
+    first = np.concatenate([[True], changed.to_numpy(False)])
+    return np.sort(order[first])
 
 
 def _newest(table: pa.Table) -> pa.Table:
