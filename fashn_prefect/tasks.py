@@ -52,7 +52,7 @@ from fashn_prefect.run.submit import prepare, submit
 from fashn_prefect.run.validate import RowSpec, validate_inputs
 from fashn_prefect.scheduler.latency import latency_key
 from fashn_prefect.settings import FashnSettings
-from fashn_prefect.store.ledger import RowRecord
+from fashn_prefect.store.records import RowRecord
 
 __all__ = [
     "PredictionResult",

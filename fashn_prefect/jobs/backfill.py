@@ -30,8 +30,9 @@ from fashn_prefect.run.outcome import judge_backfill, summary_of
 from fashn_prefect.run.plan import PlannedRows, make_plan
 from fashn_prefect.run.request import CheckedRows, RunRequest
 from fashn_prefect.run.validate import RowSpec, ValidationReport, ValidRows
-from fashn_prefect.store.ledger import Ledger, LedgerRecords
+from fashn_prefect.store.ledger import Ledger
 from fashn_prefect.store.results import read_results
+from fashn_prefect.store.snapshots import LedgerRecords
 
 CHUNKS_AT_ONCE = 2
 """Chunks that run at once: the next chunk starts while the last one drains, so the

@@ -22,7 +22,7 @@ from fashn_prefect.api.responses import PredictionStatus
 from fashn_prefect.run.runtime import Runtime
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.store.fs import atomic_write, join, safe_name
-from fashn_prefect.store.ledger import Attempt
+from fashn_prefect.store.records import Attempt
 
 
 def image_stem(spec: RowSpec, status: PredictionStatus) -> str:

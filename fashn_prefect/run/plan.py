@@ -30,15 +30,10 @@ import pyarrow.compute as pc
 
 from fashn_prefect.errors import PERMANENT_ERRORS
 from fashn_prefect.run.validate import RowSpec, ValidRows
-from fashn_prefect.store.ledger import (
-    Ledger,
-    LedgerRecords,
-    RecordSummary,
-    RowRecord,
-    Summaries,
-    UnreadableRecord,
-)
+from fashn_prefect.store.ledger import Ledger
+from fashn_prefect.store.records import RecordSummary, RowRecord, UnreadableRecord
 from fashn_prefect.store.results import completed_rows, reported_charges
+from fashn_prefect.store.snapshots import LedgerRecords, Summaries
 
 Action = Literal["submit", "resume", "recover", "skip", "ambiguous", "failed"]
 

@@ -38,7 +38,7 @@ from fashn_prefect.run.runtime import Runtime
 from fashn_prefect.run.submit import prepare, save_quietly, submit
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.store.fs import is_storage_transport_error
-from fashn_prefect.store.ledger import RowRecord, utc_now
+from fashn_prefect.store.records import RowRecord, utc_now
 
 __all__ = ["collect", "is_transient", "predict", "row_task", "run_row", "task_run_name"]
 

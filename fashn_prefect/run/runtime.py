@@ -28,7 +28,8 @@ from fashn_prefect.scheduler.polls import PollScheduler, poll_scheduler
 from fashn_prefect.scheduler.rates import ApiLimits
 from fashn_prefect.settings import FashnSettings
 from fashn_prefect.store.fs import DEFAULT_STORAGE_TIMEOUT, atomic_write, bounded, filesystem, join
-from fashn_prefect.store.ledger import Ledger, RowRecord, utc_now
+from fashn_prefect.store.ledger import Ledger
+from fashn_prefect.store.records import RowRecord, utc_now
 from fashn_prefect.webhooks.receiver import close_receiver, open_receiver
 from fashn_prefect.webhooks.registry import Endpoint
 from fashn_prefect.webhooks.relay import relay_endpoint, webhook_secret

@@ -12,7 +12,7 @@ from fashn_prefect.errors import AmbiguousSubmission, APIError, InputPreparation
 from fashn_prefect.run.inputs import prepare_inputs
 from fashn_prefect.run.runtime import Runtime
 from fashn_prefect.run.validate import RowSpec
-from fashn_prefect.store.ledger import Attempt, RowRecord, utc_now
+from fashn_prefect.store.records import Attempt, RowRecord, utc_now
 
 logger = logging.getLogger(__name__)
 

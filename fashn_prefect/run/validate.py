@@ -16,30 +16,31 @@ give it full validation and estimates.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
-import sys
-from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, overload
+from typing import Any, Literal
 
 from fashn_prefect.api import specs
 from fashn_prefect.api.specs import load_models_from_env
 from fashn_prefect.errors import UnknownModel
 from fashn_prefect.run.columnar import ClearedRows, clear_rows
 from fashn_prefect.run.manifest import Manifest
+from fashn_prefect.run.valid_rows import (
+    RESERVED_COLUMNS,
+    RowSpec,
+    ValidRows,
+    coerce,
+    coerce_generic,
+    present,
+)
 from fashn_prefect.store.fs import filesystem
 
-RESERVED_COLUMNS = ("row_id", "model_name")
-_INT = re.compile(r"^[+-]?\d+$")
 # What a FASHN model name looks like (tryon-v1.6, product-to-model): the pass-through
 # check for names the specs do not describe.
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_TRUE = {"true", "yes", "1", "y", "t"}
-_FALSE = {"false", "no", "0", "n", "f"}
 _PLACEHOLDER_IMAGE = "data:image/png;base64,iVBORw0KGgo="
 _REMOTE = ("http://", "https://", "data:", "saved:")
 
@@ -59,21 +60,6 @@ class RowProblem:
             where.append(f"column {self.column!r}")
         prefix = "warning: " if self.level == "warning" else ""
         return f"{', '.join(where)}: {prefix}{self.message}"
-
-
-@dataclass(frozen=True)
-class RowSpec:
-    """A valid manifest row, ready to plan."""
-
-    row: int
-    row_key: str
-    model_name: str
-    inputs: dict[str, Any]
-    metadata: dict[str, Any]
-    inputs_hash: str
-    estimated_credits: int
-    catalogued: bool = True
-    """False for a model the specs do not describe (a pass-through; credits unknown)."""
 
 
 @dataclass
@@ -160,7 +146,7 @@ def validate_manifest(
         if next_cleared < len(cleared.positions) and cleared.positions[next_cleared] == position:
             i, next_cleared = next_cleared, next_cleared + 1
             digest = cleared.hashes[i]
-            own_key = str(given_id).strip() if _present(given_id) else f"auto-{digest[:16]}"
+            own_key = str(given_id).strip() if present(given_id) else f"auto-{digest[:16]}"
             found: tuple[str, str, int, bool] | None = (
                 own_key,
                 cleared.models[i],
@@ -176,12 +162,12 @@ def validate_manifest(
             if spec is not None:
                 found = (spec.row_key, spec.model_name, spec.estimated_credits, spec.catalogued)
                 spec_hash = spec.inputs_hash
-        key = str(given_id).strip() if _present(given_id) else found[0] if found else None
+        key = str(given_id).strip() if present(given_id) else found[0] if found else None
         if key is not None:
             first = seen_keys.setdefault(key, row)
             if first != row:
-                what = f"row_id {key!r}" if _present(given_id) else "identical inputs"
-                column = "row_id" if _present(given_id) else None
+                what = f"row_id {key!r}" if present(given_id) else "identical inputs"
+                column = "row_id" if present(given_id) else None
                 problems.append(RowProblem(row, column, f"duplicate {what} (also row {first})"))
         report.problems.extend(problems)
         if any(p.level == "error" for p in problems):
@@ -199,157 +185,6 @@ def _row_ids(manifest: Manifest) -> list[Any]:
     if table is not None:
         return table["row_id"].to_pylist()
     return [raw.get("row_id") for raw in manifest.rows]
-
-
-class ValidRows(Sequence[RowSpec]):
-    """The valid rows of a manifest, kept as a few columns; each :class:`RowSpec` is
-    rebuilt from its manifest row when it is read (a million rows stay small)."""
-
-    def __init__(self, source: Sequence[Mapping[str, Any]]) -> None:
-        self._source = source
-        self._positions = array("q")
-        self._keys: list[str] = []
-        self._models: list[str] = []
-        self._hashes: list[str] = []
-        self._credits = array("q")
-        self._catalogued = bytearray()
-        self._row_index: dict[int, int] | None = None
-
-    def append(
-        self, position: int, key: str, model: str, digest: str, credits: int, catalogued: bool
-    ) -> None:
-        """Add the manifest row at 0-based ``position``, with what validation found."""
-        self._row_index = None
-        self._positions.append(position)
-        self._keys.append(key)
-        self._models.append(sys.intern(model))
-        self._hashes.append(digest)
-        self._credits.append(credits)
-        self._catalogued.append(catalogued)
-
-    def __len__(self) -> int:
-        return len(self._positions)
-
-    @overload
-    def __getitem__(self, index: int) -> RowSpec: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[RowSpec]: ...
-
-    def __getitem__(self, index: int | slice) -> RowSpec | list[RowSpec]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        position = self._positions[index]
-        model, catalogued = self._models[index], bool(self._catalogued[index])
-        inputs, metadata = split_row(self._source[position], model, catalogued)
-        return RowSpec(
-            row=position + 1,
-            row_key=self._keys[index],
-            model_name=model,
-            inputs=inputs,
-            metadata=metadata,
-            inputs_hash=self._hashes[index],
-            estimated_credits=self._credits[index],
-            catalogued=catalogued,
-        )
-
-    def __iter__(self) -> Iterator[RowSpec]:
-        # In order: the manifest's rows are decoded a batch at a time, once each.
-        source = self._source
-        for index, position in enumerate(self._positions):
-            model, catalogued = self._models[index], bool(self._catalogued[index])
-            inputs, metadata = split_row(source[position], model, catalogued)
-            yield RowSpec(
-                position + 1,
-                self._keys[index],
-                model,
-                inputs,
-                metadata,
-                self._hashes[index],
-                self._credits[index],
-                catalogued,
-            )
-
-    @property
-    def row_numbers(self) -> list[int]:
-        """Every valid row's 1-based manifest row, in manifest order."""
-        return [position + 1 for position in self._positions]
-
-    def by_row(self, rows: Sequence[int]) -> list[RowSpec]:
-        """The valid rows at these 1-based manifest ``rows``."""
-        if self._row_index is None:
-            self._row_index = {p + 1: i for i, p in enumerate(self._positions)}
-        return [self[self._row_index[row]] for row in rows]
-
-    @property
-    def keys(self) -> list[str]:
-        """Every valid row's key, in manifest order."""
-        return self._keys
-
-    @property
-    def hashes(self) -> list[str]:
-        """Every valid row's inputs hash, in manifest order."""
-        return self._hashes
-
-    @property
-    def models(self) -> list[str]:
-        """Every valid row's model name, in manifest order."""
-        return self._models
-
-    def unknown_models(self) -> dict[str, int]:
-        """Valid rows by model name, for models the specs do not describe."""
-        found: dict[str, int] = {}
-        for model, catalogued in zip(self._models, self._catalogued, strict=True):
-            if not catalogued:
-                found[model] = found.get(model, 0) + 1
-        return found
-
-    @property
-    def credits(self) -> array[int]:
-        """Every valid row's credit estimate, in manifest order."""
-        return self._credits
-
-
-def split_row(
-    raw: Mapping[str, Any], model: str, catalogued: bool
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A valid row's typed inputs and its metadata, as validation read them."""
-    inputs: dict[str, Any] = {}
-    metadata: dict[str, Any] = {}
-    spec = specs.MODELS.get(model) if catalogued else None
-    # Keyed by the spec's identity too: a model registered again gets a fresh layout.
-    for column, kind in _layout(model, id(spec) if spec else None, tuple(raw)):
-        value = raw[column]
-        if value is None or (isinstance(value, str) and not value.strip()):
-            continue
-        if kind is None:
-            metadata[column] = value
-        elif kind == "generic":
-            inputs[column] = _coerce_generic(value)
-        elif kind in ("string", "image") and isinstance(value, str):
-            inputs[column] = value
-        else:
-            inputs[column] = _coerce(value, kind)
-    return inputs, metadata
-
-
-@functools.lru_cache(maxsize=256)
-def _layout(
-    model: str, spec_id: int | None, columns: tuple[str, ...]
-) -> tuple[tuple[str, str | None], ...]:
-    """For each column of a row of ``model``: its input type, ``"generic"`` (an input of
-    a pass-through model) or None (metadata); reserved columns are left out."""
-    spec = specs.MODELS.get(model) if spec_id is not None else None
-    layout: list[tuple[str, str | None]] = []
-    for column in columns:
-        if column in RESERVED_COLUMNS:
-            continue
-        if spec is None:
-            layout.append((column, None if column.startswith("meta_") else "generic"))
-        else:
-            input_field = spec.field(column)
-            layout.append((column, None if input_field is None else input_field.type))
-    return tuple(layout)
 
 
 def validate_inputs(
@@ -389,7 +224,7 @@ def _validate_row(
     allow_unknown: bool = True,
 ) -> RowSpec | None:
     model = raw.get("model_name")
-    model = str(model).strip() if _present(model) else default_model
+    model = str(model).strip() if present(model) else default_model
     if not model:
         problems.append(RowProblem(row, "model_name", "missing model_name"))
         return None
@@ -416,7 +251,7 @@ def _validate_row(
     fingerprints: dict[str, str] = {}
     checked_inputs: dict[str, Any] = {}
     for column, value in raw.items():
-        if column in RESERVED_COLUMNS or not _present(value):
+        if column in RESERVED_COLUMNS or not present(value):
             continue
         input_field = spec.field(column)
         if input_field is None:
@@ -424,7 +259,7 @@ def _validate_row(
             # mixed manifest): carried into the results as metadata.
             metadata[column] = value
             continue
-        typed = _coerce(value, input_field.type)
+        typed = coerce(value, input_field.type)
         inputs[column] = typed
         checked_inputs[column] = typed
         if input_field.type == "image" and isinstance(typed, str) and not typed.startswith(_REMOTE):
@@ -441,7 +276,7 @@ def _validate_row(
         return None
     row_id = raw.get("row_id")
     digest = _hash({"model_name": model, "inputs": inputs, "files": fingerprints})
-    key = str(row_id).strip() if _present(row_id) else f"auto-{digest[:16]}"
+    key = str(row_id).strip() if present(row_id) else f"auto-{digest[:16]}"
     return RowSpec(
         row=row,
         row_key=key,
@@ -466,12 +301,12 @@ def _pass_through_row(
     fingerprints: dict[str, str] = {}
     checked: dict[str, Any] = {}
     for column, value in raw.items():
-        if column in RESERVED_COLUMNS or not _present(value):
+        if column in RESERVED_COLUMNS or not present(value):
             continue
         if column.startswith("meta_"):
             metadata[column] = value
             continue
-        typed = _coerce_generic(value)
+        typed = coerce_generic(value)
         inputs[column] = checked[column] = typed
         is_path = isinstance(typed, str) and not typed.startswith(_REMOTE)
         if specs.is_image_input_name(column) and is_path:
@@ -488,49 +323,8 @@ def _pass_through_row(
         return None
     row_id = raw.get("row_id")
     digest = _hash({"model_name": model, "inputs": inputs, "files": fingerprints})
-    key = str(row_id).strip() if _present(row_id) else f"auto-{digest[:16]}"
+    key = str(row_id).strip() if present(row_id) else f"auto-{digest[:16]}"
     return RowSpec(row, key, model, inputs, metadata, digest, 0, catalogued=False)
-
-
-def _coerce_generic(value: Any) -> Any:
-    """CSV text for an input of an unknown model: whole numbers and true/false are typed."""
-    if isinstance(value, str):
-        text = value.strip()
-        if _INT.match(text):
-            return int(text)
-        if text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        return value
-    if hasattr(value, "item"):
-        return value.item()
-    return value
-
-
-def _present(value: Any) -> bool:
-    if value is None:
-        return False
-    return not (isinstance(value, str) and value.strip() == "")
-
-
-def _coerce(value: Any, kind: str) -> Any:
-    """Turn CSV text (and loosely typed Parquet values) into the field's type when unambiguous."""
-    if kind == "integer":
-        if isinstance(value, str) and _INT.match(value.strip()):
-            return int(value.strip())
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return value
-    if kind == "boolean":
-        if isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in _TRUE:
-                return True
-            if lowered in _FALSE:
-                return False
-        return value
-    if hasattr(value, "item") and not isinstance(value, str):
-        return value.item()
-    return value
 
 
 def _hash(payload: Mapping[str, Any]) -> str:

@@ -22,7 +22,7 @@ from fashn_prefect.run.inputs import shorten_data_uris
 from fashn_prefect.run.results_builder import ResultsBuilder, Totals
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.store.fs import atomic_write, join
-from fashn_prefect.store.ledger import Attempt
+from fashn_prefect.store.records import Attempt
 from fashn_prefect.store.results import CORE_COLUMNS, results_root
 
 #: Rows per Parquet row group (bigger groups compress better: 65,536-row groups made a

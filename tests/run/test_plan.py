@@ -17,7 +17,8 @@ import pytest
 from fashn_prefect.run.plan import Plan, PlannedRow, launch_order, make_plan
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.run.write import result_row, results_table, write_results
-from fashn_prefect.store.ledger import Attempt, Ledger, RowRecord
+from fashn_prefect.store.ledger import Ledger
+from fashn_prefect.store.records import Attempt, RowRecord
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ from fashn_prefect.run.runtime import SNAPSHOT_EVERY, RunConfig, Runtime
 from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.scheduler.account import AccountScheduler
 from fashn_prefect.scheduler.rates import ApiLimits
-from fashn_prefect.store.ledger import Attempt, RowRecord
+from fashn_prefect.store.records import Attempt, RowRecord
 
 ROWS, SETTLED, RUNNING = 1_000, 650, 24
 

@@ -23,7 +23,8 @@ from fashn_prefect.run.validate import RowSpec
 from fashn_prefect.scheduler.account import AccountScheduler
 from fashn_prefect.scheduler.rates import ApiLimits
 from fashn_prefect.store import ledger as ledger_module
-from fashn_prefect.store.ledger import Attempt, Ledger, RowRecord
+from fashn_prefect.store.ledger import Ledger
+from fashn_prefect.store.records import Attempt, RowRecord
 
 pytestmark = pytest.mark.unit
 
