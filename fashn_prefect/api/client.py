@@ -117,6 +117,10 @@ _FALLBACK_BY_STATUS: dict[int, type[APIError]] = {
 }
 
 Operation = Literal["run", "status", "credits", "fetch"]
+KEEPALIVE_EXPIRY = 1.5
+"""Seconds an idle pooled connection is reused. Below the keep-alive of common servers
+(uvicorn, Node: 5 s; gunicorn: 2 s): a POST on a connection the server is closing that
+same moment fails after it may have been read, which makes the submission ambiguous."""
 
 
 class FashnClient:
@@ -160,7 +164,9 @@ class FashnClient:
         self.limit_windows = {**DEFAULT_LIMIT_WINDOWS, **(limit_windows or {})}
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
-            timeout=self._timeout, headers={"User-Agent": f"fashn-prefect/{__version__}"}
+            timeout=self._timeout,
+            headers={"User-Agent": f"fashn-prefect/{__version__}"},
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
         )
 
     @property

@@ -28,6 +28,9 @@ def _uvicorn_config(app: EmulatorApp, host: str, port: int, log_level: str) -> u
         lifespan="on",
         loop="asyncio",
         timeout_graceful_shutdown=2,
+        # Idle connections stay open as behind a load balancer (nginx's 75 s), far past
+        # the client's pool expiry: a request never meets a connection closing under it.
+        timeout_keep_alive=75,
     )
 
 

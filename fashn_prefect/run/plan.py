@@ -33,6 +33,7 @@ from fashn_prefect.run.validate import RowSpec, ValidRows
 from fashn_prefect.store.ledger import Ledger
 from fashn_prefect.store.records import RecordSummary, RowRecord, UnreadableRecord
 from fashn_prefect.store.results import completed_rows, reported_charges
+from fashn_prefect.store.rows import ListLike
 from fashn_prefect.store.snapshots import LedgerRecords, Summaries
 
 Action = Literal["submit", "resume", "recover", "skip", "ambiguous", "failed"]
@@ -52,7 +53,7 @@ class PlannedRow:
     """Predictions of this row whose charge an earlier results table already reports."""
 
 
-class PlannedRows(Sequence[PlannedRow]):
+class PlannedRows(ListLike[PlannedRow]):
     """A plan's rows, built when read: a million-row plan keeps its actions as a list and
     its specs, earlier results and ledger records where they were (columnar). A row read
     by index is kept until :meth:`release`, so the run's changes to it (its record) last."""

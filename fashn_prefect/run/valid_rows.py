@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from fashn_prefect.api import specs
+from fashn_prefect.store.rows import ListLike
 
 RESERVED_COLUMNS = ("row_id", "model_name")
 """Columns that are never inputs or metadata."""
@@ -36,7 +37,7 @@ class RowSpec:
     """False for a model the specs do not describe (a pass-through; credits unknown)."""
 
 
-class ValidRows(Sequence[RowSpec]):
+class ValidRows(ListLike[RowSpec]):
     """The valid rows of a manifest, kept as a few columns; each :class:`RowSpec` is
     rebuilt from its manifest row when it is read (a million rows stay small)."""
 

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import pyarrow as pa
+
+T = TypeVar("T")
+
+
+class ListLike(Sequence[T]):
+    """A sequence built on demand that compares like a list: equal to any sequence (not
+    text) with equal items in the same order."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
 
 BATCH_ROWS = 4096
 """Rows decoded into Python at a time."""
 
 
-class BatchedRows(Sequence[dict[str, Any]]):
+class BatchedRows(ListLike[dict[str, Any]]):
     """An Arrow table's rows as dicts, decoded a batch at a time.
 
     A million-row table stays columnar (a few bytes per value) instead of a million
