@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from _helpers import (
     check_invariants,
@@ -129,11 +130,7 @@ async def test_hostile_row_ids_stay_inside_the_output_root(
         outside = [str(p) for p in new_local if not str(p).startswith(root + "/")]
         outside = [p for p in outside if not p.endswith("manifest.csv")]
     outside += [str(p) for p in ESCAPES if p.exists()]
-    misplaced = [
-        p
-        for p in written
-        if p[len(root) + 1 :].split("/", 1)[0] not in FOLDERS or p[len(root) + 1 :].count("/") != 1
-    ]
+    misplaced = [p for p in written if not _in_its_folder(p[len(root) + 1 :])]
     leaks = scan_for_secret(secret_key, texts=[*all_logs, repr(summary)])
     leaks += [p for p in written if secret_key.encode() in fs.cat_file(p)]
     result = report.scenario(f"5 path safety ({store})")
@@ -168,10 +165,23 @@ async def test_hostile_row_ids_stay_inside_the_output_root(
     assert not check.problems, check.problems
     assert sorted(r["row_key"] for r in results) == sorted(HOSTILE_IDS)
     assert all(r["status"] == "completed" for r in results)
-    # One image and one ledger record per row, each with its own name.
+    # One image per row, each with its own name; every row's ledger record settled into
+    # the run's snapshot, once, under its own key (no loose record is left).
     assert len([p for p in written if "/images/" in p]) == len(HOSTILE_IDS)
-    assert len([p for p in written if "/ledger/" in p]) == len(HOSTILE_IDS)
+    assert not [p for p in written if "/ledger/" in p and "/ledger/snapshots/" not in p]
+    (snapshot,) = [p for p in written if "/ledger/snapshots/" in p]
+    with fs.open(snapshot, "rb") as handle:
+        keys = pq.read_table(handle, columns=["row_key"])["row_key"].to_pylist()
+    assert sorted(keys) == sorted(HOSTILE_IDS)
     assert not leaks, leaks
+
+
+def _in_its_folder(path: str) -> bool:
+    """Whether a path under the output root is a file directly in one of its folders (or
+    a ledger snapshot, one level further down)."""
+    folder = path.split("/", 1)[0]
+    depth = 2 if path.startswith("ledger/snapshots/") else 1
+    return folder in FOLDERS and path.count("/") == depth
 
 
 @settings(max_examples=300, deadline=None)
