@@ -216,21 +216,17 @@ def _integer_ok(ok: pa.Array, numbers: pa.Array, f: InputField) -> pa.Array:
 
 
 def _estimates(rows: pa.Table, spec: ModelSpec) -> list[int]:
-    """Each cleared row's credit estimate, computed once per distinct combination of the
-    inputs that are not images (the only ones a credit rule reads)."""
-    names = [
-        n
-        for n in rows.column_names
-        if n not in RESERVED and (f := spec.field(n)) is not None and f.type != "image"
-    ]
+    """Each cleared row's credit estimate, computed once per distinct combination of its
+    inputs, where an image counts only as given or not (a credit rule reads whether a
+    ``face_reference`` is given, never which one)."""
+    names = [n for n in rows.column_names if n not in RESERVED and spec.field(n) is not None]
     if not names:
-        value = specs.estimate_credits(spec.name, {})
-        return [value] * rows.num_rows
-    records = rows.select(names).to_pylist()
+        return [specs.estimate_credits(spec.name, {})] * rows.num_rows
+    images = {n for n in names if (f := spec.field(n)) is not None and f.type == "image"}
     cache: dict[tuple[Any, ...], int] = {}
     out: list[int] = []
-    for record in records:
-        key = tuple(record.values())
+    for record in rows.select(names).to_pylist():
+        key = tuple(_given(v) if n in images else v for n, v in record.items())
         known = cache.get(key)
         if known is None:
             inputs = {n: _typed(v, spec.field(n)) for n, v in record.items() if _given(v)}

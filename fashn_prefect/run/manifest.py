@@ -180,9 +180,12 @@ def _check_decodable(table: pa.Table) -> None:
 
 
 def _without_nan(table: pa.Table) -> pa.Table:
-    """``table`` with NaN in its floating-point columns read as missing (None)."""
+    """``table`` with NaN in its floating-point columns read as missing (None), and text
+    as ``string`` (pandas gives ``large_string``; the columnar checks read ``string``)."""
     for index, column in enumerate(table.columns):
-        if pa.types.is_floating(column.type):
+        if pa.types.is_large_string(column.type):
+            table = table.set_column(index, table.field(index).name, column.cast(pa.string()))
+        elif pa.types.is_floating(column.type):
             cleaned = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
             table = table.set_column(index, table.field(index), cleaned)
     return table
