@@ -184,7 +184,7 @@ MUTANTS = (
     ),
     Mutant(
         "ledger-skips-damaged-records",
-        LEDGER,
+        "fashn_prefect/store/records.py",
         '        return UnreadableRecord(key, shown, f"{type(exc).__name__}: {exc}")\n    return',
         "        return None\n    return",
         T_PLAN,

@@ -334,3 +334,27 @@ async def test_a_record_damaged_inside_a_readable_snapshot_is_ambiguous(tmp_path
     assert intact.action == "resume" and intact.record is not None
     assert intact.record.last is not None and intact.record.last.prediction_id == "p-2"
     assert plan.count("resume") == 1 and plan.count("ambiguous") == 1
+
+
+async def test_a_row_whose_inputs_changed_since_its_snapshot_is_submitted(tmp_path: Path) -> None:
+    """A snapshot row for other inputs (the manifest changed) is not this row's record:
+    the row is submitted, not resumed or recovered from it."""
+    rt = runtime(tmp_path, "run-1")
+    for key, steps in (("a", (_intent, _id)), ("b", (_intent, _id, _terminal, _stored))):
+        record = RowRecord(key, "h1", MODEL)
+        for change in steps:
+            change(record)
+            await rt.save(record)
+        await rt.settle(record)
+    await rt.snapshot()
+    assert loose_files(tmp_path) == [] and len(snapshots(tmp_path)) == 1
+    changed = [
+        RowSpec(1, "a", MODEL, {"prompt": "a"}, {}, "h2", 1),
+        RowSpec(2, "b", MODEL, {"prompt": "b"}, {}, "h2", 1),
+    ]
+
+    plan = make_plan(changed, str(tmp_path))
+
+    assert [job.action for job in plan.rows] == ["submit", "submit"]
+    assert all(job.record is None for job in plan.rows)
+    assert actions(tmp_path, ["a", "b"]) == {"a": "resume", "b": "recover"}  # same inputs
