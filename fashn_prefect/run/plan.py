@@ -66,6 +66,7 @@ class PlannedRows(ListLike[PlannedRow]):
         positions: Any,
         previous: Sequence[dict[str, Any]],
         previous_slot: Any,
+        reported: frozenset[str] = frozenset(),
     ) -> None:
         self.specs = specs
         self.actions = actions
@@ -73,7 +74,9 @@ class PlannedRows(ListLike[PlannedRow]):
         self._positions = positions
         self._previous = previous
         self._previous_slot = previous_slot
-        self._reported: frozenset[str] = frozenset()
+        self._reported = reported
+        """Predictions an earlier results table reports as charged (for rows reported
+        again from their record)."""
         self._held: dict[int, PlannedRow] = {}
 
     def __len__(self) -> int:
@@ -249,11 +252,9 @@ def make_plan(
     previous_slot = np.full(len(keys), -1, dtype=np.int64)
     previous_slot[skipped] = np.arange(len(skipped))
     previous = done.rows(done_index[skipped])
-    planned = PlannedRows(rows, actions, records, positions, previous, previous_slot)
     # Only rows reported again from their record (no new attempt) can repeat a charge.
-    if charged.any():
-        planned._reported = reported_charges(output_url, storage_options)
-    return Plan(planned)
+    reported = reported_charges(output_url, storage_options) if charged.any() else frozenset()
+    return Plan(PlannedRows(rows, actions, records, positions, previous, previous_slot, reported))
 
 
 _CODES: tuple[Action, ...] = ("skip", "submit", "resume", "recover", "ambiguous", "failed")

@@ -117,11 +117,6 @@ class CompletedRows:
             return []
         return BatchedRows(self.table.take(pa.array(indexes, pa.int64())))
 
-    def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
-        """The completed result of ``(row_key, inputs_hash)``, or None."""
-        index = self.match([key[0]], [key[1]])[:1]
-        return None if index[0] < 0 else self.rows(index)[0]
-
 
 def completed_rows(output_url: str, storage_options: dict[str, Any] | None = None) -> CompletedRows:
     """Latest completed result per ``(row_key, inputs_hash)`` across earlier runs (a

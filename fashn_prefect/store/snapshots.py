@@ -260,18 +260,8 @@ def newest_rows(keys: pa.Table, rows: np.ndarray) -> np.ndarray:
 
 def newest(table: pa.Table) -> pa.Table:
     """One row per row key: the latest ``updated_at`` (on a tie, the one read last)."""
-    if table.num_rows < 2:
-        return table
-    indexed = table.append_column("_i", pa.array(range(table.num_rows), pa.int64()))
-    order = pc.sort_indices(
-        indexed,
-        sort_keys=[("row_key", "ascending"), ("updated_at", "descending"), ("_i", "descending")],
-    )
-    ordered = table.take(order)
-    keys = ordered["row_key"].combine_chunks()
-    changed = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
-    first = pa.concat_arrays([pa.array([True]), changed])
-    return ordered.filter(first)
+    every = np.arange(table.num_rows)
+    return table.take(pa.array(newest_rows(table.select(["row_key", "updated_at"]), every)))
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
