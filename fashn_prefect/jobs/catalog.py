@@ -67,8 +67,10 @@ def classify(
 ) -> dict[str, list[int]]:
     """Split valid rows (by index) into ``new``, ``changed``, ``unchanged``, ``failed``
     and ``retry``, matching them with earlier results tables in Arrow."""
+    keys: Sequence[str] | pa.ChunkedArray
+    hashes: Sequence[str] | pa.ChunkedArray
     if isinstance(rows, ValidRows):
-        keys, hashes = rows.keys, rows.hashes
+        keys, hashes = rows.key_column(), rows.hash_column()
     else:
         keys, hashes = [r.row_key for r in rows], [r.inputs_hash for r in rows]
     table = read_results(

@@ -231,22 +231,20 @@ def make_plan(
     done = completed_rows(output_url, storage_options)
     done_index = done.match(keys, hashes)
     pending = np.flatnonzero(done_index < 0)
-    pending_keys = [keys[i] for i in pending]
-    pending_hashes = [hashes[i] for i in pending]
-    records = Ledger(output_url, storage_options).load_many(pending_keys)
-    found = records.summaries(pending_keys)
-    codes, charged = _actions_from_columns(found, pending_hashes, resubmit_ambiguous, retry_failed)
-    for n, key in enumerate(pending_keys):
-        if key in found.own:
-            action, again = _own_action(
-                found.own[key], pending_hashes[n], resubmit_ambiguous, retry_failed
-            )
-            codes[n], charged[n] = _CODES.index(action), again
+    pending_keys, pending_hashes = keys, hashes
+    if len(pending) < len(keys):
+        pending_keys, pending_hashes = keys.take(pa.array(pending)), hashes.take(pa.array(pending))
+    wanted = pending_keys.to_pylist()
+    records = Ledger(output_url, storage_options).load_many(wanted)
+    codes, charged, snapshot_rows = _decide(
+        records, wanted, pending_hashes, resubmit_ambiguous, retry_failed
+    )
+    records.snapshot.forget_summaries()  # decided: the run reads records, not summaries
     all_codes = np.zeros(len(keys), dtype=np.int8)  # 0: skip
     all_codes[pending] = codes
     actions: list[Action] = [_CODES[c] for c in all_codes.tolist()]
     positions = np.full(len(keys), -1, dtype=np.int64)
-    positions[pending] = found.positions
+    positions[pending] = snapshot_rows
     # Earlier results of skipped rows, in plan order (read a batch at a time, in order).
     skipped = np.flatnonzero(done_index >= 0)
     previous_slot = np.full(len(keys), -1, dtype=np.int64)
@@ -260,8 +258,27 @@ def make_plan(
 _CODES: tuple[Action, ...] = ("skip", "submit", "resume", "recover", "ambiguous", "failed")
 
 
+def _decide(
+    records: LedgerRecords,
+    keys: list[str],
+    hashes: pa.ChunkedArray,
+    resubmit_ambiguous: bool,
+    retry_failed: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each of ``keys`` (rows no earlier results table reports): its action code,
+    whether it is reported again with a charge, and its snapshot row (-1: none)."""
+    found = records.summaries(keys)
+    codes, charged = _actions_from_columns(found, hashes, resubmit_ambiguous, retry_failed)
+    for n, key in enumerate(keys):
+        if key in found.own:
+            mine = hashes[n].as_py()
+            action, again = _own_action(found.own[key], mine, resubmit_ambiguous, retry_failed)
+            codes[n], charged[n] = _CODES.index(action), again
+    return codes, charged, found.positions
+
+
 def _actions_from_columns(
-    found: Summaries, hashes: list[str], resubmit_ambiguous: bool, retry_failed: bool
+    found: Summaries, hashes: pa.ChunkedArray, resubmit_ambiguous: bool, retry_failed: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each pending row's action code (from its snapshot row's summary columns; submit
     without one), and whether it is reported again with a charge: :func:`_action_for`
@@ -318,10 +335,11 @@ def _own_action(
     return action, summary.credits_used > 0 and action in ("failed", "ambiguous")
 
 
-def _keys_and_hashes(rows: Sequence[RowSpec]) -> tuple[list[str], list[str]]:
+def _keys_and_hashes(rows: Sequence[RowSpec]) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     if isinstance(rows, ValidRows):
-        return rows.keys, rows.hashes
-    return [r.row_key for r in rows], [r.inputs_hash for r in rows]
+        return rows.key_column(), rows.hash_column()
+    keys = pa.chunked_array([pa.array([r.row_key for r in rows], pa.string())])
+    return keys, pa.chunked_array([pa.array([r.inputs_hash for r in rows], pa.string())])
 
 
 def _action_for(record: RecordSummary, resubmit_ambiguous: bool, retry_failed: bool) -> Action:

@@ -161,7 +161,9 @@ class Ledger:
             table = pa.concat_tables(numbered)
             del numbered
             mine = np.flatnonzero(pc.is_in(table["row_key"], wanted).to_numpy(False))
-            newest = table.take(mine[newest_rows(table.select(["row_key", "updated_at"]), mine)])
+            rows = mine[newest_rows(table.select(["row_key", "updated_at"]), mine)]
+            # Snapshots holding each wanted key once, and nothing else, are kept as read.
+            newest = table if len(rows) == table.num_rows else table.take(rows)
             del table
         unreadable: dict[str, UnreadableRecord] = {}
         for bad in damaged:
@@ -177,6 +179,9 @@ class Ledger:
         except FileNotFoundError:
             return {}
         existing = {p.rstrip("/").rsplit("/", 1)[-1] for p in existing}
+        existing = {name for name in existing if name.endswith(".json")}
+        if not existing:  # every record settled into snapshots: no key's file name needed
+            return {}
         wanted = {self.path(k): k for k in row_keys if f"{safe_name(k)}.json" in existing}
         if not wanted:
             return {}

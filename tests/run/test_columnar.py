@@ -12,6 +12,7 @@ import pytest
 
 from fashn_prefect.run.columnar import clear_rows
 from fashn_prefect.run.manifest import read_manifest, rows_manifest
+from fashn_prefect.run.valid_rows import TextColumn, ValidRows
 from fashn_prefect.run.validate import ValidationReport, validate_manifest
 
 pytestmark = pytest.mark.unit
@@ -180,3 +181,22 @@ def test_a_csv_manifest_is_cleared_in_columns_too(tmp_path: Any) -> None:
     one_by_one = rows_manifest(list(columnar.rows))
     fast = validate_manifest(columnar, check_images=False)
     assert summary(fast) == summary(validate_manifest(one_by_one, check_images=False))
+
+
+def test_valid_rows_held_in_small_chunks_read_back_as_validated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Keys and hashes are kept as Arrow chunks: rows on either side of a chunk's end,
+    # read by index (from either end), in order, or as columns, are the rows validated.
+    monkeypatch.setattr(TextColumn, "CHUNK_ROWS", 7)
+    rows = random_rows(300, 4)
+    fast = validate_manifest(rows_manifest(table_of(rows)), check_images=False)
+    slow = validate_manifest(rows_manifest(rows), check_images=False)
+    specs, expected = fast.rows, list(slow.rows)
+    assert isinstance(specs, ValidRows) and len(specs) > 14
+    assert list(specs) == expected
+    assert [specs[i] for i in range(len(specs))] == expected
+    assert [specs[-i] for i in range(1, len(specs) + 1)] == expected[::-1]
+    assert specs.keys == [s.row_key for s in expected]
+    assert specs.hash_column().to_pylist() == [s.inputs_hash for s in expected]
+    assert specs.key_column().to_pylist() == specs.keys
