@@ -40,8 +40,8 @@ class RowSpec:
 
 
 class TextColumn:
-    """Strings appended one at a time and kept as Arrow chunks of :data:`CHUNK_ROWS`: a
-    million inputs hashes take 68 MB, not the 121 MB of Python strings."""
+    """Strings kept as Arrow chunks of :data:`CHUNK_ROWS`: a million inputs hashes take
+    68 MB, not the 121 MB of Python strings."""
 
     CHUNK_ROWS = 65_536
 
@@ -49,12 +49,16 @@ class TextColumn:
         self._chunks: list[pa.Array] = []
         self._tail: list[str] = []
 
-    def append(self, text: str) -> None:
-        """Add ``text`` at the end."""
-        self._tail.append(text)
-        if len(self._tail) == self.CHUNK_ROWS:
-            self._chunks.append(pa.array(self._tail, pa.string()))
-            self._tail = []
+    def extend(self, texts: Sequence[str]) -> None:
+        """Add every one of ``texts`` at the end, in order."""
+        start = 0
+        while start < len(texts):
+            room = self.CHUNK_ROWS - len(self._tail)
+            self._tail.extend(texts[start : start + room])
+            start += room
+            if len(self._tail) == self.CHUNK_ROWS:
+                self._chunks.append(pa.array(self._tail, pa.string()))
+                self._tail = []
 
     def __len__(self) -> int:
         return len(self._chunks) * self.CHUNK_ROWS + len(self._tail)
@@ -91,17 +95,24 @@ class ValidRows(ListLike[RowSpec]):
         self._catalogued = bytearray()
         self._row_index: dict[int, int] | None = None
 
-    def append(
-        self, position: int, key: str, model: str, digest: str, credits: int, catalogued: bool
+    def extend(
+        self,
+        positions: Sequence[int] | Any,
+        keys: Sequence[str],
+        models: Sequence[str],
+        digests: Sequence[str],
+        credits: Sequence[int],
+        catalogued: Sequence[bool],
     ) -> None:
-        """Add the manifest row at 0-based ``position``, with what validation found."""
+        """Add rows (0-based manifest ``positions``) with what validation found for them,
+        one sequence per field."""
         self._row_index = None
-        self._positions.append(position)
-        self._keys.append(key)
-        self._models.append(sys.intern(model))
-        self._hashes.append(digest)
-        self._credits.append(credits)
-        self._catalogued.append(catalogued)
+        self._positions.extend(int(p) for p in positions)
+        self._keys.extend(keys)
+        self._models.extend(sys.intern(m) for m in models)
+        self._hashes.extend(digests)
+        self._credits.extend(credits)
+        self._catalogued.extend(catalogued)
 
     def __len__(self) -> int:
         return len(self._positions)

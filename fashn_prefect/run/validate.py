@@ -21,7 +21,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fashn_prefect.api import specs
 from fashn_prefect.api.specs import load_models_from_env
@@ -132,49 +136,99 @@ def validate_manifest(
         report.invalid_rows = {i + 1: [] for i in range(total)}
         return report
     table = manifest.table
-    cleared = clear_rows(table, model_name)[0] if table is not None else ClearedRows()
-    row_ids = _row_ids(manifest)
+    if table is not None:
+        cleared, left = clear_rows(table, model_name)
+    else:
+        cleared, left = ClearedRows(), list(range(total))
     images = _ImageChecker(storage_options or {}) if check_images else None
-    seen_keys: dict[str, int] = {}
-    next_cleared = 0
-    valid = report.rows
-    assert isinstance(valid, ValidRows)
-    for position in range(total):
-        row = position + 1
-        given_id = row_ids[position]
-        problems: list[RowProblem] = []
-        if next_cleared < len(cleared.positions) and cleared.positions[next_cleared] == position:
-            i, next_cleared = next_cleared, next_cleared + 1
-            digest = cleared.hashes[i]
-            own_key = str(given_id).strip() if present(given_id) else f"auto-{digest[:16]}"
-            found: tuple[str, str, int, bool] | None = (
-                own_key,
-                cleared.models[i],
-                cleared.credits[i],
-                True,
-            )
-            spec_hash = digest
-        else:
-            raw = manifest.rows[position]
-            spec = _validate_row(row, raw, model_name, problems, images, allow_unknown_models)
-            found = None
-            spec_hash = ""
-            if spec is not None:
-                found = (spec.row_key, spec.model_name, spec.estimated_credits, spec.catalogued)
-                spec_hash = spec.inputs_hash
-        key = str(given_id).strip() if present(given_id) else found[0] if found else None
-        if key is not None:
-            first = seen_keys.setdefault(key, row)
-            if first != row:
-                what = f"row_id {key!r}" if present(given_id) else "identical inputs"
-                column = "row_id" if present(given_id) else None
-                problems.append(RowProblem(row, column, f"duplicate {what} (also row {first})"))
-        report.problems.extend(problems)
-        if any(p.level == "error" for p in problems):
-            report.invalid_rows[row] = problems
-        elif found is not None:
-            valid.append(position, found[0], found[1], spec_hash, found[2], found[3])
+    problems: dict[int, list[RowProblem]] = {}  # by row, for rows with any
+    checked: list[tuple[int, RowSpec]] = []  # the rows left to the per-row checks
+    for position in left:
+        found: list[RowProblem] = []
+        raw = manifest.rows[position]
+        spec = _validate_row(position + 1, raw, model_name, found, images, allow_unknown_models)
+        if found:
+            problems[position + 1] = found
+        if spec is not None:
+            checked.append((position, spec))
+    row_ids = _row_ids(manifest)
+    keys = _row_keys(row_ids, cleared, checked)
+    for row, problem in _duplicates(keys, row_ids):
+        problems.setdefault(row, []).append(problem)
+    for row in sorted(problems):
+        report.problems.extend(problems[row])
+        if any(p.level == "error" for p in problems[row]):
+            report.invalid_rows[row] = problems[row]
+    _add_valid(report.rows, cleared, checked, keys, report.invalid_rows)
     return report
+
+
+def _row_keys(
+    row_ids: list[Any], cleared: ClearedRows, checked: list[tuple[int, RowSpec]]
+) -> list[str | None]:
+    """Each row's key: its ``row_id`` as given (stripped), else the key its valid inputs
+    give it; None for an invalid row without a ``row_id``."""
+    keys: list[str | None] = [str(g).strip() if present(g) else None for g in row_ids]
+    for position, digest in zip(cleared.positions, cleared.hashes, strict=True):
+        if keys[position] is None:
+            keys[position] = f"auto-{digest[:16]}"
+    for position, spec in checked:
+        if keys[position] is None:
+            keys[position] = spec.row_key
+    return keys
+
+
+def _duplicates(keys: list[str | None], row_ids: list[Any]) -> list[tuple[int, RowProblem]]:
+    """A problem for each row whose key an earlier row has (a given ``row_id``, or
+    identical inputs)."""
+    given = pa.array(keys, pa.string())
+    if pc.count_distinct(given).as_py() == len(given) - given.null_count:
+        return []  # every key once: the usual catalog, decided in Arrow
+    seen: dict[str, int] = {}
+    found = []
+    for position, key in enumerate(keys):
+        if key is None:
+            continue
+        row = position + 1
+        first = seen.setdefault(key, row)
+        if first != row:
+            own = present(row_ids[position])
+            what = f"row_id {key!r}" if own else "identical inputs"
+            message = f"duplicate {what} (also row {first})"
+            found.append((row, RowProblem(row, "row_id" if own else None, message)))
+    return found
+
+
+def _add_valid(
+    valid: Sequence[RowSpec],
+    cleared: ClearedRows,
+    checked: list[tuple[int, RowSpec]],
+    keys: list[str | None],
+    invalid: Mapping[int, Any],
+) -> None:
+    """Add the rows without errors to ``valid``, in manifest order."""
+    assert isinstance(valid, ValidRows)
+    positions = np.array([*cleared.positions, *(p for p, _ in checked)], dtype=np.int64)
+    row_keys = [*(cast(str, keys[p]) for p in cleared.positions), *(s.row_key for _, s in checked)]
+    models = [*cleared.models, *(s.model_name for _, s in checked)]
+    hashes = [*cleared.hashes, *(s.inputs_hash for _, s in checked)]
+    credits = [*cleared.credits, *(s.estimated_credits for _, s in checked)]
+    catalogued = [True] * len(cleared.positions) + [s.catalogued for _, s in checked]
+    order = np.argsort(positions, kind="stable")
+    if invalid:
+        order = order[~np.isin(positions[order], np.array(list(invalid), np.int64) - 1)]
+    if len(order) == len(positions) and not checked:  # cleared rows only, all valid
+        valid.extend(positions, row_keys, models, hashes, credits, catalogued)
+        return
+    picked = order.tolist()
+    valid.extend(
+        positions[order],
+        [row_keys[i] for i in picked],
+        [models[i] for i in picked],
+        [hashes[i] for i in picked],
+        [credits[i] for i in picked],
+        [catalogued[i] for i in picked],
+    )
 
 
 def _row_ids(manifest: Manifest) -> list[Any]:
