@@ -8,6 +8,7 @@ tests. Prefect state lives in a temporary ``PREFECT_HOME`` (never ``~/.prefect``
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -36,6 +37,44 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class RecordingServer:
+    """A loopback HTTP server that answers 200 (no body) to every GET and POST and keeps
+    what came: ``hits`` counts requests, ``bodies`` holds the POST bodies as JSON.
+    ``url`` is its address with ``path``."""
+
+    def __init__(self, path: str = "/") -> None:
+        self.hits = 0
+        self.bodies: list[Any] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                recorder.hits += 1
+                self._answer()
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                recorder.bodies.append(json.loads(self.rfile.read(length)))
+                recorder.hits += 1
+                self._answer()
+
+            def _answer(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 def kill_group(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:

@@ -2,52 +2,24 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 from _helpers import emulator, png_data_uri
+from _servers import RecordingServer
 
 from fashn_prefect.emulator import EmulatorServer
 
 IMG = png_data_uri((0, 60, 90), (40, 60))
 
 
-class Sink:
-    """A loopback HTTP server that answers 200 to every POST and keeps the bodies."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                sink.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def sink() -> Iterator[Sink]:
-    made = Sink()
+def sink() -> Iterator[RecordingServer]:
+    """Where the emulator delivers its webhooks."""
+    made = RecordingServer("/hook")
     yield made
     made.close()
 
@@ -79,7 +51,7 @@ def settled(server: EmulatorServer, count: int, timeout: float = 20.0) -> list[d
         time.sleep(0.02)
 
 
-def test_dropped_and_duplicated_deliveries(sink: Sink) -> None:
+def test_dropped_and_duplicated_deliveries(sink: RecordingServer) -> None:
     server = emulator(time_scale=0.01, seed=5, max_in_flight=50)
     try:
         server.set_faults(webhook_drop=0.3, webhook_duplicate=0.4)
@@ -104,7 +76,7 @@ def test_dropped_and_duplicated_deliveries(sink: Sink) -> None:
     assert all(b["status"] == "completed" for b in sink.bodies)
 
 
-def test_failed_first_attempts_are_retried_after_the_delay(sink: Sink) -> None:
+def test_failed_first_attempts_are_retried_after_the_delay(sink: RecordingServer) -> None:
     server = emulator(time_scale=0.002, seed=6)
     try:
         server.set_faults(webhook_fail_attempts=2, webhook_delay=5.0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from _helpers import (
     tryon_rows,
     write_manifest,
 )
-from _servers import free_port
+from _servers import RecordingServer, free_port
 
 from fashn_prefect.credentials import FashnCredentials
 from fashn_prefect.flows import run_manifest
@@ -40,35 +39,10 @@ pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.timeout(24
 EIGHT_SECONDS = 1.25  # tryon-v1.6 performance x 1.25 + queue: jobs of about 8 s
 
 
-class Trap:
-    """A loopback server that counts every request: forged output URLs point here."""
-
-    def __init__(self) -> None:
-        self.hits = 0
-        trap = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                trap.hits += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/forged.png"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def trap() -> Iterator[Trap]:
-    made = Trap()
+def trap() -> Iterator[RecordingServer]:
+    """Where forged output URLs point: nothing may fetch from it."""
+    made = RecordingServer("/forged.png")
     yield made
     made.close()
 
@@ -140,7 +114,9 @@ async def test_ends_are_learned_from_webhooks_each_confirmed_by_a_status_call(
     assert sum(p["status_calls"] for p in predictions) <= 2 * len(predictions)
 
 
-async def test_lost_repeated_and_forged_deliveries_lose_nothing(tmp_path: Path, trap: Trap) -> None:
+async def test_lost_repeated_and_forged_deliveries_lose_nothing(
+    tmp_path: Path, trap: RecordingServer
+) -> None:
     scale = 0.05
     port = free_port()
     server = emulator(
