@@ -40,28 +40,31 @@ def free_port() -> int:
 
 
 class RecordingServer:
-    """A loopback HTTP server that answers 200 (no body) to every GET and POST and keeps
-    what came: ``hits`` counts requests, ``bodies`` holds the POST bodies as JSON.
-    ``url`` is its address with ``path``."""
+    """A loopback HTTP server that keeps what came: ``hits`` counts requests, ``bodies``
+    and ``headers`` hold each POST's JSON body and headers. It answers 200 (no body),
+    except 500 to the first ``failures`` POSTs. ``url`` is its address with ``path``."""
 
-    def __init__(self, path: str = "/") -> None:
+    def __init__(self, path: str = "/", failures: int = 0) -> None:
         self.hits = 0
+        self.failures = failures
         self.bodies: list[Any] = []
+        self.headers: list[dict[str, str]] = []
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 recorder.hits += 1
-                self._answer()
+                self._answer(200)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 recorder.bodies.append(json.loads(self.rfile.read(length)))
+                recorder.headers.append(dict(self.headers))
                 recorder.hits += 1
-                self._answer()
+                self._answer(500 if len(recorder.bodies) <= recorder.failures else 200)
 
-            def _answer(self) -> None:
-                self.send_response(200)
+            def _answer(self, code: int) -> None:
+                self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -70,7 +73,9 @@ class RecordingServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def close(self) -> None:
         self.httpd.shutdown()
